@@ -1,0 +1,192 @@
+"""The one mutable object of the appliance: config, admin states, health, counters.
+
+Everything that changes goes through a method here, which then publishes a new
+immutable ``Snapshot`` by swapping one reference. The data plane only ever
+reads ``runtime.snapshot``. Member state (health machines, admin state, counters)
+is keyed by pool and member name and survives reloads while the member keeps
+its address; the balancer of a pool survives while its member list is the same.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from appliance.core.balancing import Balancer, make_balancer
+from appliance.core.health import CheckResult, Flip, Health, HealthMachine, combine
+from appliance.core.model import AdminState, Config, Endpoint, Member, Monitor, Pool
+from appliance.core.snapshot import MemberView, PoolView, Snapshot
+from appliance.core.stats import MemberStats
+
+LOGGER = logging.getLogger("appliance.runtime")
+
+EVENTS_KEPT = 1000  # recent state changes kept for the API (HAProxy keeps no history; F5 logs them)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    at: float  # wall-clock seconds
+    kind: str  # "health" | "admin" | "reload" | ...
+    source: str  # "monitor" | "config" | "api" | ...
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorTarget:
+    """One monitor probing one member; the key the monitor tasks are kept by."""
+
+    pool: str
+    member: str
+    address: Endpoint
+    monitor: Monitor
+
+
+class _MemberState:
+    __slots__ = ("config", "admin_state", "machines", "last_check", "since", "stats")
+
+    def __init__(self, config: Member, monitors: list[Monitor], now: float) -> None:
+        self.config = config
+        self.admin_state = config.state
+        self.machines = {m.name: HealthMachine(rise=m.rise, fall=m.fall, now=now) for m in monitors}
+        self.last_check: CheckResult | None = None
+        self.since = now
+        self.stats = MemberStats()
+
+    @property
+    def health(self) -> Health:
+        return combine([m.state for m in self.machines.values()])
+
+
+class Runtime:
+    """Holds the live state and publishes snapshots of it.
+
+    Args:
+        config: the validated configuration to start from.
+        clock: monotonic seconds (trio.current_time in the shell, a fake in tests).
+    """
+
+    def __init__(self, config: Config, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._wall_offset = time.time() - clock()
+        self.events: collections.deque[Event] = collections.deque(maxlen=EVENTS_KEPT)
+        self._members: dict[tuple[str, str], _MemberState] = {}
+        self._balancers: dict[str, tuple[tuple[Member, ...], Balancer]] = {}
+        self._generation = 0
+        self.config = config
+        self._adopt(config, source="config")
+        self.snapshot = self._build()
+
+    # ------------------------------------------------------------ changes
+
+    def reload(self, config: Config) -> None:
+        """Applies a new, already validated config; members that stay keep their state."""
+        self.config = config
+        self._adopt(config, source="config")
+        self._record("reload", "config", f"configuration reloaded from {config.source}")
+        self._publish()
+
+    def record_check(self, target: MonitorTarget, result: CheckResult) -> Flip | None:
+        """Feeds one probe result; publishes a snapshot when the member's health flips."""
+        state = self._members.get((target.pool, target.member))
+        if state is None or state.config.address != target.address:
+            return None  # the member went away while the probe ran
+        machine = state.machines.get(target.monitor.name)
+        if machine is None:
+            return None
+        before = state.health
+        flip = machine.observe(result.ok, result.at, result.reason)
+        state.last_check = result
+        after = state.health
+        if after is not before:
+            state.since = result.at
+            reason = flip.reason if flip else result.reason
+            self._record(
+                "health",
+                "monitor",
+                f"member {target.pool}/{target.member} health {before.value} -> {after.value}"
+                f" ({target.monitor.name}: {reason}, check {result.latency * 1000:.1f}ms)",
+            )
+            self._publish()
+        return flip
+
+    # ------------------------------------------------------------ reads
+
+    def monitor_targets(self) -> list[MonitorTarget]:
+        config = self.config
+        return [
+            MonitorTarget(pool.name, member.name, member.address, config.monitors[name])
+            for pool in config.pools.values()
+            for member in pool.members
+            for name in pool.monitors
+        ]
+
+    def wall_time(self, now: float) -> float:
+        """Converts the monotonic clock to wall-clock seconds for operators."""
+        return now + self._wall_offset
+
+    # ------------------------------------------------------------ internals
+
+    def _adopt(self, config: Config, source: str) -> None:
+        now = self._clock()
+        kept: dict[tuple[str, str], _MemberState] = {}
+        for pool in config.pools.values():
+            monitors = [config.monitors[name] for name in pool.monitors]
+            for member in pool.members:
+                key = (pool.name, member.name)
+                old = self._members.get(key)
+                if old is None or old.config.address != member.address or _monitors_changed(old, monitors):
+                    kept[key] = _MemberState(member, monitors, now)
+                    continue
+                if old.config.state is not member.state:  # the config changed the admin state
+                    old.admin_state = member.state
+                    old.since = now
+                    self._record("admin", source, f"member {pool.name}/{member.name} admin state -> {member.state.value}")
+                old.config = member
+                kept[key] = old
+        self._members = kept
+        self._balancers = {
+            pool.name: self._balancer_for(pool) for pool in config.pools.values()
+        }
+
+    def _balancer_for(self, pool: Pool) -> tuple[tuple[Member, ...], Balancer]:
+        old = self._balancers.get(pool.name)
+        if old is not None and old[0] == pool.members:
+            return old
+        return pool.members, make_balancer(pool)
+
+    def _build(self) -> Snapshot:
+        self._generation += 1
+        pools: dict[str, PoolView] = {}
+        for pool in self.config.pools.values():
+            members = tuple(
+                self._view(pool, slot, member) for slot, member in enumerate(pool.members)
+            )
+            pools[pool.name] = PoolView(config=pool, members=members, balancer=self._balancers[pool.name][1])
+        return Snapshot(config=self.config, pools=pools, generation=self._generation)
+
+    def _view(self, pool: Pool, slot: int, member: Member) -> MemberView:
+        state = self._members[(pool.name, member.name)]
+        return MemberView(
+            pool=pool.name,
+            config=member,
+            slot=slot,
+            admin_state=state.admin_state,
+            health=state.health,
+            since=state.since,
+            last_check=state.last_check,
+            stats=state.stats,
+        )
+
+    def _publish(self) -> None:
+        self.snapshot = self._build()
+
+    def _record(self, kind: str, source: str, message: str) -> None:
+        LOGGER.info("%s", message)
+        self.events.append(Event(at=self.wall_time(self._clock()), kind=kind, source=source, message=message))
+
+
+def _monitors_changed(state: _MemberState, monitors: list[Monitor]) -> bool:
+    return set(state.machines) != {m.name for m in monitors}

@@ -1,0 +1,180 @@
+"""The process: start order, signals, reload and graceful drain.
+
+Start: load and validate the config (nothing is bound if it fails), build the
+runtime, start the access log and the monitors, bind every listener (a bind
+failure stops the start), then wait for signals. SIGHUP reloads: a config that
+fails validation, or whose new listeners cannot be bound, leaves everything as
+it was and is reported; a good one is applied without touching connections in
+flight. SIGTERM/SIGINT drain: listeners close, idle keep-alive connections end,
+busy ones get until `shutdown_grace` to finish, then are cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Mapping
+
+import trio
+
+from appliance import __version__
+from appliance.controlplane.monitors import MonitorSupervisor
+from appliance.controlplane.runtime import Runtime
+from appliance.core.config import load_config
+from appliance.core.model import Config, Endpoint, Mode
+from appliance.dataplane.access_log import AccessLog
+from appliance.dataplane.http_proxy import HttpProxy
+from appliance.dataplane.listen import Listeners
+from appliance.dataplane.tracker import ConnectionTracker
+from appliance.dataplane.upstream import UpstreamPools
+from appliance.errors import ConfigError, StartError
+
+LOGGER = logging.getLogger("appliance.supervisor")
+
+
+def wanted_listeners(config: Config) -> Mapping[Endpoint, str]:
+    """Endpoint -> virtual server name, for the modes this release serves."""
+    return {
+        endpoint: vs.name
+        for vs in config.virtual_servers.values()
+        if vs.mode is Mode.HTTP
+        for endpoint in vs.endpoints
+    }
+
+
+class Appliance:
+    """One running appliance; `run` is its whole lifetime."""
+
+    def __init__(self, config_path: str, config: Config) -> None:
+        self.config_path = config_path
+        self.runtime = Runtime(config, trio.current_time)
+        self.tracker = ConnectionTracker()
+        self.upstreams = UpstreamPools()
+        self.access_log = AccessLog(config.appliance.log)
+        self.proxy = HttpProxy(lambda: self.runtime.snapshot, self.upstreams, self.access_log, self.tracker)
+        self.monitors = MonitorSupervisor(self.runtime)
+        self.listeners: Listeners | None = None
+        self._service_nursery: trio.Nursery | None = None
+        self._stop = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[Appliance] = trio.TASK_STATUS_IGNORED) -> None:
+        """Runs until `stop()` or a terminating signal; then drains.
+
+        Raises:
+            StartError: a listener could not be bound (nothing stays bound).
+        """
+        config = self.runtime.config
+        _log_not_yet_supported(config)
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as services:
+                self._service_nursery = services
+                await services.start(self.access_log.run)
+                self.listeners = Listeners(connections, self._dispatch)
+                await self.listeners.apply(wanted_listeners(config), services)
+                await services.start(self.monitors.run)
+                LOGGER.info(
+                    "appliance %s %s started: %d listening address(es), %d pool(s)",
+                    config.appliance.name,
+                    __version__,
+                    len(self.listeners.endpoints),
+                    len(config.pools),
+                )
+                task_status.started(self)
+                await self._stop.wait()
+                await self._drain(connections)
+                services.cancel_scope.cancel()
+            await self.upstreams.close_endpoints()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def handle_signals(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    LOGGER.info("%s received: draining", signal.Signals(signum).name)
+                    self.stop()
+                    return
+
+    async def reload(self) -> list[str]:
+        """Re-reads the config file; returns the errors (empty on success)."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            errors = [str(issue) for issue in exc.issues]
+            for line in errors:
+                LOGGER.error("reload rejected: %s", line)
+            LOGGER.error("reload rejected: keeping the running configuration")
+            return errors
+        assert self.listeners is not None and self._service_nursery is not None
+        try:
+            await self.listeners.apply(wanted_listeners(config), self._service_nursery)
+        except StartError as exc:
+            LOGGER.error("reload rejected: %s; keeping the running configuration", exc)
+            return str(exc).splitlines()
+        _log_not_yet_supported(config)
+        self.runtime.reload(config)
+        self.monitors.sync()
+        keep = {m.address for pool in config.pools.values() for m in pool.members}
+        await self.upstreams.close_endpoints(keep)
+        return []
+
+    async def _drain(self, connections: trio.Nursery) -> None:
+        assert self.listeners is not None
+        self.listeners.close_all()
+        self.tracker.drain()
+        grace = self.runtime.config.appliance.shutdown_grace
+        with trio.move_on_after(grace) as waited:
+            await self.tracker.wait_all_closed()
+        if waited.cancelled_caught:
+            LOGGER.warning("drain: %d connection(s) still open after %gs; closing them", self.tracker.active, grace)
+            connections.cancel_scope.cancel()
+        else:
+            LOGGER.info("drain: all connections finished")
+
+    async def _dispatch(self, stream: trio.SocketStream, vs_name: str, endpoint: Endpoint) -> None:
+        self.tracker.opened()
+        try:
+            try:
+                peer = stream.socket.getpeername()
+            except OSError:
+                await trio.aclose_forcefully(stream)
+                return
+            await self.proxy.serve(stream, vs_name, str(endpoint), (peer[0], peer[1]))
+        finally:
+            self.tracker.closed()
+
+
+def _log_not_yet_supported(config: Config) -> None:
+    for path in config.not_yet_supported:
+        LOGGER.warning("%s: accepted but not yet supported in this release; ignored", path)
+
+
+async def run_from_file(config_path: str) -> int:
+    """`appliance run`: exit status 0 after a clean stop, 1 when the start failed."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            LOGGER.error("%s", issue)
+        LOGGER.error("configuration invalid: nothing started")
+        return 1
+    appliance = Appliance(config_path, config)
+    failures: list[str] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(appliance.handle_signals)
+            await appliance.run()
+            nursery.cancel_scope.cancel()
+    except* StartError as group:
+        failures = [line for exc in group.exceptions for line in str(exc).splitlines()]
+    if failures:
+        for line in failures:
+            LOGGER.error("%s", line)
+        LOGGER.error("start failed: nothing is listening")
+        return 1
+    LOGGER.info("stopped")
+    return 0

@@ -1,0 +1,99 @@
+"""The immutable picture of the appliance that the data plane decides from.
+
+The control plane builds a new ``Snapshot`` whenever config, admin state or
+health changes, and swaps one reference; a handler takes the current snapshot
+when it needs a decision and keeps it for that decision only. What changes per
+request (connection counts, balancer cursors) lives in the ``MemberStats`` and
+``Balancer`` objects a snapshot points to, which are carried over from one
+snapshot to the next while the member or pool stays the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Mapping
+from dataclasses import dataclass, field
+
+from appliance.core.balancing import Balancer
+from appliance.core.health import CheckResult, Health
+from appliance.core.model import AdminState, Config, Endpoint, Member, Pool, VirtualServer
+from appliance.core.stats import MemberStats
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberView:
+    pool: str
+    config: Member
+    slot: int  # position in the pool, the round-robin order
+    admin_state: AdminState
+    health: Health
+    since: float  # time of the last health or admin change
+    last_check: CheckResult | None
+    stats: MemberStats
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def address(self) -> Endpoint:
+        return self.config.address
+
+    @property
+    def ready(self) -> bool:
+        """Enabled and healthy: may take new traffic if below its connection limit."""
+        return self.admin_state is AdminState.ENABLED and self.health.serves
+
+    @property
+    def available(self) -> bool:
+        limit = self.config.connection_limit
+        return self.ready and (limit == 0 or self.stats.active < limit)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Member {self.pool}/{self.name} {self.address} {self.admin_state.value}"
+            f" {self.health.value} | {self.stats.active} active>"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolView:
+    config: Pool
+    members: tuple[MemberView, ...]
+    balancer: Balancer
+    ready: tuple[MemberView, ...] = field(init=False)  # enabled and healthy, in slot order
+    _limited: bool = field(init=False)  # any member with a connection limit
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ready", tuple(m for m in self.members if m.ready))
+        object.__setattr__(self, "_limited", any(m.config.connection_limit for m in self.members))
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def member(self, name: str) -> MemberView | None:
+        return next((m for m in self.members if m.name == name), None)
+
+    def select(self, key: bytes | None, avoid: Container[str] = ()) -> MemberView | None:
+        """The member for one new connection or request, or None (503)."""
+        candidates = self.ready
+        if self._limited:
+            candidates = tuple(m for m in candidates if m.available)
+        picked = self.balancer.pick(candidates, key, avoid)
+        assert picked is None or isinstance(picked, MemberView)
+        return picked
+
+    def __repr__(self) -> str:
+        down = sum(1 for m in self.members if m.health is Health.DOWN)
+        active = sum(m.stats.active for m in self.members)
+        return f"<Pool {self.name} [{len(self.ready)} available, {down} down | {active} active]>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    config: Config
+    pools: Mapping[str, PoolView]
+    generation: int
+
+    def virtual_server(self, name: str) -> VirtualServer | None:
+        return self.config.virtual_servers.get(name)

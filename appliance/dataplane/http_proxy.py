@@ -1,0 +1,511 @@
+"""The HTTP reverse proxy: one client connection, its requests, and their members.
+
+For every request on a keep-alive client connection: read the head under the
+`client_header` deadline (after waiting up to `client_idle` for its first byte),
+check it (400, 431), pick a member from the current snapshot (503), connect or
+reuse an idle connection (retrying other members on connect failure), forward
+the request with its body streaming concurrently, and stream the response back.
+A failure before the response head reaches the client becomes 502 or 504; a
+failure after it closes the client connection, since the status is already out.
+
+Traps h11 leaves to us, each handled here: the head-size and header-count
+limits once the head is complete, Content-Length beside chunked, bytes after a
+complete response (checked by ``UpstreamPools.release``), a member that never
+ends its status line (bounded by `server`), and an absolute-form target whose
+authority differs from Host.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import h11
+import trio
+from h11._headers import Headers  # private, stable since 0.8: skips re-validating parsed headers
+
+from appliance.core import headers as hdr
+from appliance.core.model import VirtualServer
+from appliance.core.snapshot import MemberView, PoolView, Snapshot
+from appliance.dataplane.access_log import AccessLog
+from appliance.dataplane.tracker import ConnectionTracker
+from appliance.dataplane.upstream import UpstreamConnection, UpstreamPools, connect
+from appliance.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+
+LOGGER = logging.getLogger("appliance.http")
+
+RECV_SIZE = 64 * 1024  # one socket read; larger reads measured faster for bulk in the baseline
+LINGER_TIME = 1.0  # after an error response, read what the client still sends so it sees our answer
+LINGER_BYTES = 256 * 1024
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
+_CLOSE = (b"Connection", b"connection", b"close")
+
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+def error_response(status: int, detail: str) -> bytes:
+    """A complete, self-delimited error answer that closes the connection."""
+    reason = _REASONS.get(status, b"Error")
+    body = b"%d %s: %s\n" % (status, reason, detail.encode("ascii", "replace"))
+    return b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
+        status,
+        reason,
+        len(body),
+        body,
+    )
+
+
+class _Refused(Exception):
+    """A request the appliance answers itself with an error status."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What happened to one exchange with a member."""
+
+    status: int = 0  # what the client got; 0 = nothing yet
+    bytes_out: int = 0
+    error: UpstreamError | None = None
+    client_gone: bool = False
+    body_unfinished: bool = False  # the client's body was not read to its end
+
+    @property
+    def head_sent(self) -> bool:
+        return self.status != 0
+
+
+class HttpProxy:
+    """What every HTTP connection handler shares: snapshots, member connections, log."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        upstreams: UpstreamPools,
+        access_log: AccessLog,
+        tracker: ConnectionTracker,
+    ) -> None:
+        self._snapshot = snapshot
+        self._upstreams = upstreams
+        self._log = access_log
+        self._tracker = tracker
+
+    async def serve(self, stream: trio.SocketStream, vs_name: str, vip: str, client: tuple[str, int]) -> None:
+        """Serves one client connection until it closes, fails or the appliance drains.
+
+        Resource handling: the client stream is closed here on every path; any
+        exception is contained to this connection and logged.
+        """
+        vs = self._snapshot().virtual_server(vs_name)
+        try:
+            if vs is None:
+                return
+            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=vs.limits.max_header_bytes)
+            first = True
+            while await self._one_request(conn, stream, vs_name, vip, client, first):
+                conn.start_next_cycle()
+                first = False
+        except Exception:
+            LOGGER.exception("connection from %s to %s failed", client[0], vip)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _one_request(
+        self, conn: h11.Connection, stream: trio.SocketStream, vs_name: str, vip: str, client: tuple[str, int], first: bool
+    ) -> bool:
+        """Handles one request; True when the connection may carry another."""
+        snap = self._snapshot()
+        vs = snap.virtual_server(vs_name)
+        if vs is None:
+            return False
+        start = trio.current_time()
+        try:
+            request = await self._read_head(conn, stream, vs, first)
+        except _Refused as refused:
+            await self._refuse(stream, refused.status, refused.detail)
+            self._log_request(vs, vip, client, None, refused.status, 0, start, None, refused.detail)
+            return False
+        if request is None:
+            return False
+        try:
+            target, host = _authority(request)
+        except _Refused as refused:
+            await self._refuse(stream, refused.status, refused.detail)
+            self._log_request(vs, vip, client, request, refused.status, 0, start, None, refused.detail)
+            return False
+        pool_name = vs.pool
+        pool = snap.pools.get(pool_name) if pool_name else None
+        if pool is None:
+            await self._refuse(stream, 503, "no route")
+            self._log_request(vs, vip, client, request, 503, 0, start, None, "no route")
+            return False
+        return await self._proxy(conn, stream, vs, pool, request, target, host, vip, client, start)
+
+    # ------------------------------------------------------------ request head
+
+    async def _read_head(
+        self, conn: h11.Connection, stream: trio.SocketStream, vs: VirtualServer, first: bool
+    ) -> h11.Request | None:
+        """The next request head, or None when the client closed or idled out.
+
+        Raises:
+            _Refused: 400 (malformed), 408 (head too slow), 431 (head too large).
+        """
+        fed = 0 if first else len(conn.trailing_data[0])
+        try:
+            event = conn.next_event()
+            if event is h11.NEED_DATA and not first:
+                with trio.move_on_after(vs.timeouts.client_idle) as idle:
+                    self._tracker.idle_scopes.add(idle)
+                    if self._tracker.draining:
+                        idle.cancel()
+                    data = await stream.receive_some(RECV_SIZE)
+                self._tracker.idle_scopes.discard(idle)
+                if idle.cancelled_caught:
+                    return None
+                fed += len(data)
+                conn.receive_data(data)
+                event = conn.next_event()
+            with trio.move_on_after(vs.timeouts.client_header) as header_scope:
+                while event is h11.NEED_DATA:
+                    data = await stream.receive_some(RECV_SIZE)
+                    fed += len(data)
+                    conn.receive_data(data)
+                    event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise _Refused(exc.error_status_hint, str(exc) or "malformed request") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+        if header_scope.cancelled_caught:
+            if fed == 0:
+                return None  # a pre-connection that never spoke: close quietly
+            raise _Refused(408, f"request head not received within {vs.timeouts.client_header:g}s")
+        if not isinstance(event, h11.Request):
+            return None  # ConnectionClosed
+        limits = vs.limits
+        if fed > limits.max_header_bytes and fed - len(conn.trailing_data[0]) > limits.max_header_bytes:
+            raise _Refused(431, f"request head over {limits.max_header_bytes} bytes")
+        if len(event.headers) > limits.max_header_count:
+            raise _Refused(431, f"more than {limits.max_header_count} header lines")
+        if event.method == b"CONNECT":
+            raise _Refused(501, "CONNECT is not supported by a reverse proxy")
+        return event
+
+    # ------------------------------------------------------------ the exchange
+
+    async def _proxy(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        vs: VirtualServer,
+        pool: PoolView,
+        request: h11.Request,
+        target: bytes,
+        host: bytes | None,
+        vip: str,
+        client: tuple[str, int],
+        start: float,
+    ) -> bool:
+        items = request.headers._full_items
+        body = hdr.framing(items)
+        forwarded = hdr.request_headers(items, client_ip=client[0].encode(), proto=b"http", host=host, body=body)
+        if host is None:  # an HTTP/1.0 client without Host: name the address it reached
+            forwarded.append((b"Host", b"host", vip.encode()))
+        upstream_request = h11.Request(
+            method=request.method, target=target, headers=Headers(forwarded), http_version=b"1.1", _parsed=True
+        )
+        member, up, error = await self._connect(pool, vs, client[0].encode())
+        if up is None or member is None:
+            status, detail = (502, error.args[0]) if error is not None else (503, "no member available")
+            await self._refuse(stream, status, detail)
+            self._log_request(vs, vip, client, request, status, 0, start, member, detail)
+            return False
+        if body.has_body and conn.they_are_waiting_for_100_continue:
+            await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        member.stats.opened()
+        balancer = pool.balancer
+        balancer.on_open(member)
+        try:
+            outcome = await self._exchange(conn, stream, vs, up, upstream_request, body)
+            if (
+                outcome.error is not None
+                and not outcome.head_sent
+                and up.reused
+                and not body.has_body
+                and request.method in IDEMPOTENT
+            ):
+                # A reused connection the member had already given up on: one fresh try.
+                await up.aclose()
+                up = await connect(member.address, vs.timeouts.connect)
+                outcome = await self._exchange(conn, stream, vs, up, upstream_request, body)
+        except UpstreamConnectError as exc:
+            outcome = _Outcome(error=exc)
+        finally:
+            member.stats.closed()
+            balancer.on_close(member)
+        if outcome.error is not None:
+            member.stats.failures += 1
+        reused = outcome.error is None and self._upstreams.release(up, trio.current_time())
+        if not reused:
+            await up.aclose()
+        detail = str(outcome.error) if outcome.error else ("client closed" if outcome.client_gone else None)
+        if outcome.error is not None and not outcome.head_sent and not outcome.client_gone:
+            status = outcome.error.status_hint
+            await self._refuse(stream, status, str(outcome.error))
+            self._log_request(vs, vip, client, request, status, 0, start, member, detail)
+            return False
+        self._log_request(vs, vip, client, request, outcome.status, outcome.bytes_out, start, member, detail)
+        return (
+            outcome.error is None
+            and not outcome.client_gone
+            and not outcome.body_unfinished
+            and not body.both
+            and conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+        )
+
+    async def _connect(
+        self, pool: PoolView, vs: VirtualServer, key: bytes
+    ) -> tuple[MemberView | None, UpstreamConnection | None, UpstreamConnectError | None]:
+        """Picks a member and connects, trying others on connect failure (`retries`)."""
+        avoid: set[str] = set()
+        error: UpstreamConnectError | None = None
+        member: MemberView | None = None
+        for _ in range(pool.config.retries + 1):
+            member = pool.select(key, avoid)
+            if member is None:
+                break
+            try:
+                return member, await self._upstreams.acquire(member.address, vs.timeouts.connect, trio.current_time()), None
+            except UpstreamConnectError as exc:
+                LOGGER.debug("member %s/%s: %s", pool.name, member.name, exc)
+                member.stats.failures += 1
+                avoid.add(member.name)
+                error = UpstreamConnectError(f"member {member.name}: {exc}")
+        return member, None, error
+
+    async def _exchange(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        vs: VirtualServer,
+        up: UpstreamConnection,
+        upstream_request: h11.Request,
+        body: hdr.Framing,
+    ) -> _Outcome:
+        """Sends the request (body concurrently) and relays the response."""
+        outcome = _Outcome()
+        try:
+            head = up.http.send(upstream_request)
+            if not body.has_body:
+                head += up.http.send(h11.EndOfMessage())  # writes nothing, but completes h11's side
+            with trio.fail_after(vs.timeouts.server):
+                await up.stream.send_all(head)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
+            outcome.error = UpstreamProtocolError(f"sending request failed: {exc!r}")
+            return outcome
+        if not body.has_body:
+            conn.next_event()  # the request's EndOfMessage, already parsed
+            await self._relay_response(conn, stream, vs, up, outcome, body.both)
+            return outcome
+        upload = _Upload()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(upload.run, conn, stream, up, vs, nursery.cancel_scope)
+            await self._relay_response(conn, stream, vs, up, outcome, body.both)
+            nursery.cancel_scope.cancel()  # the member answered before reading all of the body
+        if not upload.done:
+            outcome.body_unfinished = True
+            if upload.client_gone:
+                outcome.client_gone = True
+            elif upload.error is not None and outcome.error is None and not outcome.head_sent:
+                outcome.error = upload.error
+            if outcome.error is None:
+                outcome.error = UpstreamProtocolError("member answered before the request body ended")
+        return outcome
+
+    async def _relay_response(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        vs: VirtualServer,
+        up: UpstreamConnection,
+        outcome: _Outcome,
+        close: bool,
+    ) -> None:
+        """Streams the member's response to the client; records what happened in `outcome`."""
+        member = up.http
+        timeouts = vs.timeouts
+        try:
+            with trio.fail_after(timeouts.server):
+                event = member.next_event()
+                while True:
+                    if event is h11.NEED_DATA:
+                        member.receive_data(await up.stream.receive_some(RECV_SIZE))
+                    elif isinstance(event, h11.InformationalResponse):
+                        pass  # 100 Continue and friends: we answered Expect ourselves
+                    else:
+                        break
+                    event = member.next_event()
+            if not isinstance(event, h11.Response):
+                raise UpstreamProtocolError("member closed the connection before responding")
+            items = event.headers._full_items
+            framing = hdr.framing(items)
+            sent = hdr.response_headers(items, framing)
+            if close or self._tracker.draining:
+                sent.append(_CLOSE)
+            out = [conn.send(h11.Response(status_code=event.status_code, headers=Headers(sent), reason=event.reason, http_version=b"1.1", _parsed=True))]
+            outcome.status = event.status_code
+            # Gather whatever body the member already sent so a small response goes out in one write.
+            scope = trio.CancelScope()
+            with scope:
+                while True:
+                    event = member.next_event()
+                    if event is h11.NEED_DATA:
+                        if out:
+                            scope.deadline = trio.current_time() + timeouts.client_idle
+                            await stream.send_all(b"".join(out))
+                            out.clear()
+                        scope.deadline = trio.current_time() + timeouts.server
+                        member.receive_data(await up.stream.receive_some(RECV_SIZE))
+                    elif type(event) is h11.Data:
+                        outcome.bytes_out += len(event.data)
+                        out.append(conn.send(event))
+                    elif type(event) is h11.EndOfMessage:
+                        out.append(conn.send(h11.EndOfMessage()))
+                        scope.deadline = trio.current_time() + timeouts.client_idle
+                        await stream.send_all(b"".join(out))
+                        break
+                    else:
+                        raise UpstreamProtocolError("member closed the connection mid-response")
+            if scope.cancelled_caught:
+                raise UpstreamTimeout(f"response stalled for {timeouts.server:g}s")
+        except trio.TooSlowError:
+            outcome.error = UpstreamTimeout(f"no response within {timeouts.server:g}s")
+        except h11.RemoteProtocolError as exc:
+            outcome.error = UpstreamProtocolError(f"invalid response: {exc}")
+        except UpstreamError as exc:
+            outcome.error = exc
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if outcome.head_sent:
+                outcome.client_gone = True  # a broken member read surfaces below as h11 closing
+            else:
+                outcome.error = UpstreamProtocolError(f"connection to member broken: {exc!r}")
+
+    # ------------------------------------------------------------ answers of our own
+
+    async def _refuse(self, stream: trio.SocketStream, status: int, detail: str) -> None:
+        """Sends an error response and closes gently so the client can read it."""
+        with trio.move_on_after(LINGER_TIME):
+            try:
+                await stream.send_all(error_response(status, detail))
+                await stream.send_eof()
+                drained = 0
+                while drained < LINGER_BYTES:
+                    data = await stream.receive_some(RECV_SIZE)
+                    if not data:
+                        break
+                    drained += len(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    def _log_request(
+        self,
+        vs: VirtualServer,
+        vip: str,
+        client: tuple[str, int],
+        request: h11.Request | None,
+        status: int,
+        bytes_out: int,
+        start: float,
+        member: MemberView | None,
+        detail: str | None,
+    ) -> None:
+        if not self._log.enabled:
+            return
+        line = None
+        if request is not None:
+            line = f"{request.method.decode('ascii', 'replace')} {request.target.decode('ascii', 'replace')} HTTP/{request.http_version.decode()}"
+        self._log.write(
+            client=f"{client[0]}:{client[1]}",
+            vip=vip,
+            vs=vs.name,
+            request=line,
+            status=status,
+            bytes=bytes_out,
+            ms=round((trio.current_time() - start) * 1000, 2),
+            pool=member.pool if member else vs.pool,
+            member=member.name if member else "-",
+            error=detail,
+        )
+
+
+class _Upload:
+    """Streams a client's request body to the member, beside the response relay."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.client_gone = False
+        self.error: UpstreamError | None = None
+
+    async def run(
+        self, conn: h11.Connection, stream: trio.SocketStream, up: UpstreamConnection, vs: VirtualServer, scope: trio.CancelScope
+    ) -> None:
+        member = up.http
+        try:
+            with trio.fail_after(vs.timeouts.client_idle):
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await stream.receive_some(RECV_SIZE)
+                        conn.receive_data(data)
+                        continue
+                    if type(event) is h11.Data:
+                        await up.stream.send_all(member.send(event))
+                    elif type(event) is h11.EndOfMessage:
+                        await up.stream.send_all(member.send(h11.EndOfMessage()))
+                        self.done = True
+                        return
+                    else:
+                        self.client_gone = True
+                        break
+        except (h11.RemoteProtocolError, trio.TooSlowError):
+            self.client_gone = True  # a truncated or stalled body: nothing useful can follow
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.error = UpstreamProtocolError(f"sending request body failed: {exc!r}")
+        scope.cancel()
+
+
+def _authority(request: h11.Request) -> tuple[bytes, bytes | None]:
+    """The origin-form target and the Host to route on.
+
+    Raises:
+        _Refused: 400 when an absolute-form target names another host than Host.
+    """
+    host = None
+    for _, name, value in request.headers._full_items:
+        if name == b"host":
+            host = value
+    target = request.target
+    if target[:1] == b"/" or target == b"*":
+        return target, host
+    if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+        parts = urlsplit(target)
+        if host is not None and parts.netloc.lower() != host.lower():
+            raise _Refused(400, "absolute-form target and Host name different hosts")
+        path = parts.path or b"/"
+        return (path + b"?" + parts.query if parts.query else path), host or parts.netloc
+    raise _Refused(400, "request target is neither origin-form nor absolute-form")

@@ -1,0 +1,746 @@
+"""Benchmark: the same HTTP load direct to an origin, through the appliance and through HAProxy.
+
+    python -m bench.run [--quick] [-c 50] [-d 10] [--tool python|wrk] [--json FILE] ...
+
+(`make bench` runs it with the defaults.) It starts 3 origins (`bench.origin`)
+on free loopback ports, then runs one closed-loop keep-alive load per scenario:
+
+* ``direct``    -- to the first origin, no proxy in between;
+* ``appliance`` -- through ``.venv/bin/appliance run -c TMPCONF`` (round robin over the 3 origins);
+* ``haproxy``   -- through HAProxy with the equivalent config, when ``haproxy`` is on PATH;
+* ``ceiling``   -- (``--calibrate``) the load tool against a target that costs it
+                   nothing (HAProxy answering by itself, else one origin on its own CPU):
+                   what the load tool can do at most.
+
+Pinning follows research/perf-baseline.md when ``taskset`` exists and there
+are 2+ CPUs: the proxy on CPU 1, the origins and the load generator on CPU 0.
+It installs nothing; every load is bounded by time and by request count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bench.load import DEFAULT_MAX_REQUESTS, LoadResult, run_load
+
+REPO = Path(__file__).resolve().parent.parent
+LOAD_CPU = 0
+PROXY_CPU = 1
+HOST = "127.0.0.1"
+INSTALL_HINT = "apt-get install haproxy wrk"
+
+
+# ---------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Scenario:
+    name: str
+    status: str = "ok"  # ok | failed | skipped
+    reason: str = ""
+    load: LoadResult | None = None
+    proxy_cpu_pct: float | None = None  # utime+stime of the proxy process tree / elapsed
+    cpu_busy_pct: dict[str, float] = field(default_factory=dict)  # per CPU, from /proc/stat
+    ratio_direct: float | None = None
+    ratio_haproxy: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "reason": self.reason,
+            "load": self.load.to_dict() if self.load else None,
+            "proxy_cpu_pct": self.proxy_cpu_pct,
+            "cpu_busy_pct": self.cpu_busy_pct,
+            "ratio_direct": self.ratio_direct,
+            "ratio_haproxy": self.ratio_haproxy,
+        }
+
+
+class StartError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Procs:
+    """The processes this run started; stopped by PID (SIGTERM, then SIGKILL)."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], cpu: int | None, pin: bool, **kw: Any) -> subprocess.Popen[bytes]:
+        if pin and cpu is not None:
+            argv = ["taskset", "-c", str(cpu), *argv]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                # Its own session: only what this run started is in the group.
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+        if proc in self.procs:
+            self.procs.remove(proc)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def stop_all(self) -> None:
+        for proc in list(reversed(self.procs)):
+            self.stop(proc, grace=5.0)
+
+
+def start_origin(procs: Procs, name: str, pin: bool, body_size: int) -> tuple[subprocess.Popen[bytes], int]:
+    proc = procs.start(
+        [sys.executable, "-m", "bench.origin", "--port", "0", "--name", name, "--body-size", str(body_size)],
+        LOAD_CPU,
+        pin,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 10
+    line = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            break
+        if proc.poll() is not None:
+            break
+    m = re.match(rb"listening on [\d.]+:(\d+)", line)
+    if not m:
+        procs.stop(proc)
+        raise StartError(f"origin {name} did not start (got {line!r})")
+    return proc, int(m.group(1))
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float, what: str, log: Path | None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StartError(f"{what} exited with code {proc.returncode} before listening{_tail(log)}")
+        if port_open(port):
+            return
+        time.sleep(0.05)
+    raise StartError(f"{what} did not accept connections on {HOST}:{port} within {timeout:.0f}s{_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 8) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    return ("\n      | " + "\n      | ".join(text)) if text else ""
+
+
+# ---------------------------------------------------------------------------
+# proxy configs
+
+
+def appliance_config(listen_port: int, origin_ports: list[int], access_log: bool) -> str:
+    members = "\n".join(f"      - {{address: {HOST}:{p}}}" for p in origin_ports)
+    access = "stderr" if access_log else "off"
+    return (
+        f"appliance: {{name: bench, log: {{access: {access}}}}}\n"
+        "pools:\n"
+        "  bench:\n"
+        "    method: round_robin\n"
+        "    members:\n"
+        f"{members}\n"
+        "virtual_servers:\n"
+        "  bench:\n"
+        f"    listen: [{HOST}:{listen_port}]\n"
+        "    mode: http\n"
+        "    pool: bench\n"
+    )
+
+
+def haproxy_config(listen_port: int, origin_ports: list[int]) -> str:
+    servers = "\n".join(f"    server web{i} {HOST}:{p}" for i, p in enumerate(origin_ports, 1))
+    return f"""global
+    nbthread 1
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse safe
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+frontend bench
+    bind {HOST}:{listen_port}
+    default_backend bench
+
+backend bench
+    balance roundrobin
+{servers}
+"""
+
+
+def haproxy_return_config(listen_port: int) -> str:
+    """HAProxy answering by itself: a near-free target to measure the load tool."""
+    return f"""global
+    nbthread 1
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    timeout client 30s
+
+frontend ceiling
+    bind {HOST}:{listen_port}
+    http-request return status 200 content-type text/plain string "ok\\n" hdr X-Origin haproxy-return
+"""
+
+
+def appliance_argv(explicit: str | None) -> list[str] | None:
+    if explicit:
+        return explicit.split()
+    exe = REPO / ".venv" / "bin" / "appliance"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("appliance")
+    return [found] if found else None
+
+
+# ---------------------------------------------------------------------------
+# CPU accounting
+
+
+def _proc_stat_cpus() -> dict[str, tuple[int, int]]:
+    """Per CPU: (busy jiffies, total jiffies)."""
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3].isdigit():
+                    parts = line.split()
+                    vals = [int(v) for v in parts[1:9]]
+                    total = sum(vals)
+                    idle = vals[3] + vals[4]
+                    out[parts[0]] = (total - idle, total)
+    except OSError:
+        pass
+    return out
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    """utime+stime of ``root`` and all its descendants (live ones)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, int]] = {}  # pid -> (ppid, ticks)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        rest = data[data.rfind(")") + 2 :].split()
+        stats[int(entry)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
+    tree = {root}
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    return sum(stats[p][1] for p in tree if p in stats) / hz
+
+
+class CpuMeter:
+    def __init__(self, proxy_pid: int | None) -> None:
+        self.proxy_pid = proxy_pid
+
+    def __enter__(self) -> CpuMeter:
+        self.cpus0 = _proc_stat_cpus()
+        self.proxy0 = _tree_cpu_seconds(self.proxy_pid) if self.proxy_pid else 0.0
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.elapsed = time.monotonic() - self.t0
+        cpus1 = _proc_stat_cpus()
+        self.busy = {}
+        for cpu, (b1, t1) in cpus1.items():
+            b0, t0 = self.cpus0.get(cpu, (0, 0))
+            if t1 > t0:
+                self.busy[cpu] = round(100.0 * (b1 - b0) / (t1 - t0), 1)
+        self.proxy_pct = None
+        if self.proxy_pid and self.elapsed > 0:
+            used = _tree_cpu_seconds(self.proxy_pid) - self.proxy0
+            self.proxy_pct = round(100.0 * used / self.elapsed, 1)
+
+
+# ---------------------------------------------------------------------------
+# load tools
+
+
+def run_python_load(port: int, args: argparse.Namespace, duration: float, pin: bool) -> LoadResult:
+    old = os.sched_getaffinity(0) if pin else None
+    if pin:
+        os.sched_setaffinity(0, {LOAD_CPU})
+    try:
+        return trio.run(
+            lambda: run_load(HOST, port, "/", args.connections, duration, args.max_requests, timeout=args.timeout)
+        )
+    finally:
+        if old is not None:
+            os.sched_setaffinity(0, old)
+
+
+WRK_LUA = """
+counts = {}
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function response(status, headers, body)
+  local o = headers["X-Origin"] or headers["x-origin"] or "-"
+  counts[o] = (counts[o] or 0) + 1
+end
+function done(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("counts")) do io.write(string.format("X-ORIGIN-COUNT %s %d\\n", k, v)) end
+  end
+end
+"""
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"bad wrk duration {text!r}")
+    return float(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def parse_wrk(out: str, url: str, connections: int, duration: float) -> LoadResult:
+    """Parse ``wrk --latency`` output (plus the X-ORIGIN-COUNT lines of WRK_LUA)."""
+    lat: dict[str, float] = {}
+    for pct, value in re.findall(r"^\s+(50|90|99)%\s+(\S+)\s*$", out, re.M):
+        lat[f"p{pct}"] = _ms(value)
+    m = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
+    if m:
+        lat["mean"] = _ms(m.group(1))
+        lat["max"] = _ms(m.group(3))
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)", out)
+    if not m:
+        raise ValueError("no request count in wrk output:\n" + out[-500:])
+    requests = int(m.group(1))
+    elapsed = _ms(m.group(2) + m.group(3)) / 1000.0
+    errors = {"connect": 0, "read": 0, "timeout": 0, "status": 0}
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors["connect"] = int(m.group(1))
+        errors["read"] = int(m.group(2)) + int(m.group(3))
+        errors["timeout"] = int(m.group(4))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors["status"] = int(m.group(1))
+    members = {k: int(v) for k, v in re.findall(r"^X-ORIGIN-COUNT (\S+) (\d+)$", out, re.M)}
+    ok = requests - errors["status"]
+    return LoadResult(
+        url=url,
+        connections=connections,
+        duration=duration,
+        max_requests=0,
+        elapsed=elapsed,
+        requests=requests,
+        ok=ok,
+        rps=ok / elapsed if elapsed else 0.0,
+        latency_ms=lat,
+        errors=errors,
+        members=members,
+        tool="wrk",
+    )
+
+
+def run_wrk_load(port: int, args: argparse.Namespace, duration: float, pin: bool, script: Path) -> LoadResult:
+    url = f"http://{HOST}:{port}/"
+    dur = max(1, round(duration))
+    argv = ["wrk", "-t1", f"-c{args.connections}", f"-d{dur}s", "--latency", "-s", str(script), url]
+    if pin:
+        argv = ["taskset", "-c", str(LOAD_CPU), *argv]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=dur + 30)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
+    return parse_wrk(proc.stdout, url, args.connections, dur)
+
+
+# ---------------------------------------------------------------------------
+# scenarios
+
+
+def measure(name: str, port: int, proxy_pid: int | None, args: argparse.Namespace, pin: bool, wrk_script: Path) -> Scenario:
+    sc = Scenario(name)
+    if args.warmup > 0:  # fills pools and caches; not measured
+        trio.run(lambda: run_load(HOST, port, "/", args.connections, args.warmup, 200_000, timeout=args.timeout))
+    with CpuMeter(proxy_pid) as meter:
+        if args.tool == "wrk":
+            sc.load = run_wrk_load(port, args, args.duration, pin, wrk_script)
+        else:
+            sc.load = run_python_load(port, args, args.duration, pin)
+    sc.cpu_busy_pct = meter.busy
+    sc.proxy_cpu_pct = meter.proxy_pct
+    if sc.load.ok == 0:
+        sc.status = "failed"
+        sc.reason = f"no successful response ({sc.load.total_errors} errors: {sc.load.errors})"
+    return sc
+
+
+START_TIMEOUT = 10.0  # seconds for a proxy to accept connections
+
+
+def start_proxy(
+    procs: Procs, argv: list[str], port: int, what: str, pin: bool, cwd: Path, log: Path, quiet: bool
+) -> subprocess.Popen[bytes]:
+    """Start a proxy on the proxy CPU; its output goes to ``log`` (or /dev/null when quiet)."""
+    logf = None if quiet else open(log, "wb")
+    out: Any = subprocess.DEVNULL if logf is None else logf
+    try:
+        proc = procs.start(argv, PROXY_CPU, pin, cwd=cwd, stdout=out, stderr=out)
+    except OSError as exc:
+        raise StartError(f"cannot start {what}: {exc}") from None
+    finally:
+        if logf is not None:
+            logf.close()
+    try:
+        wait_listening(proc, port, START_TIMEOUT, what, None if quiet else log)
+    except StartError:
+        procs.stop(proc)
+        raise
+    return proc
+
+
+def run_proxy_scenario(
+    name: str,
+    argv: list[str],
+    config_text: str,
+    config_name: str,
+    port: int,
+    procs: Procs,
+    args: argparse.Namespace,
+    pin: bool,
+    tmp: Path,
+    wrk_script: Path,
+    quiet: bool = False,
+) -> Scenario:
+    workdir = tmp / name
+    workdir.mkdir(exist_ok=True)
+    conf = workdir / config_name
+    conf.write_text(config_text)
+    log = workdir / "stderr.log"
+    full = [a.replace("{CONF}", str(conf)) for a in argv]
+    progress(f"{name}: starting {' '.join(full)}")
+    try:
+        proc = start_proxy(procs, full, port, name, pin, workdir, log, quiet)
+    except StartError as exc:
+        return Scenario(name, status="failed", reason=str(exc))
+    try:
+        progress(f"{name}: load on {HOST}:{port}")
+        return measure(name, port, proc.pid, args, pin, wrk_script)
+    except Exception as exc:  # a broken run must not hide the other scenarios
+        return Scenario(name, status="failed", reason=f"{type(exc).__name__}: {exc}")
+    finally:
+        procs.stop(proc)
+        if proc.returncode not in (0, -signal.SIGTERM, 143) and not quiet:
+            progress(f"{name}: exited with code {proc.returncode}{_tail(log, 4)}")
+
+
+def progress(msg: str) -> None:
+    print(f"# {msg}", file=sys.stderr, flush=True)
+
+
+def calibrate_with_origin(procs: Procs, args: argparse.Namespace, pin: bool, wrk_script: Path) -> Scenario:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.origin", "--port", str(port), "--name", "ceiling"]
+    try:
+        proc = procs.start(argv, PROXY_CPU, pin, cwd=REPO, stdout=subprocess.DEVNULL)
+    except OSError as exc:
+        return Scenario("ceiling", status="failed", reason=str(exc))
+    try:
+        wait_listening(proc, port, START_TIMEOUT, "ceiling origin", None)
+        sc = measure("ceiling", port, proc.pid, args, pin, wrk_script)
+        sc.reason = "target: a Python origin alone on the proxy CPU (a lower bound of the ceiling)"
+        return sc
+    except (StartError, OSError) as exc:
+        return Scenario("ceiling", status="failed", reason=str(exc))
+    finally:
+        procs.stop(proc)
+
+
+# ---------------------------------------------------------------------------
+# report
+
+
+def _fmt_ratio(x: float | None) -> str:
+    return f"{x:.2f}" if x is not None else "-"
+
+
+def report(results: list[Scenario]) -> str:
+    hdr = (
+        f"{'scenario':<10} {'req/s':>9} {'p50':>7} {'p90':>7} {'p99 ms':>7} {'errors':>7}  "
+        f"{'vs direct':>9} {'vs haproxy':>10} {'proxy CPU':>9} {'CPU0/CPU1':>11}  members"
+    )
+    lines = [hdr, "-" * len(hdr)]
+    for sc in results:
+        if sc.status != "ok" or sc.load is None:
+            reason = sc.reason.replace("\n", "\n" + " " * 11)
+            lines.append(f"{sc.name:<10} {sc.status.upper()}: {reason}")
+            continue
+        ld = sc.load
+        lat = ld.latency_ms
+        members = " ".join(f"{k}={v}" for k, v in sorted(ld.members.items())) or "-"
+        busy = "/".join(f"{sc.cpu_busy_pct[c]:.0f}" for c in ("cpu0", "cpu1") if c in sc.cpu_busy_pct) or "-"
+        pcpu = f"{sc.proxy_cpu_pct:.0f}%" if sc.proxy_cpu_pct is not None else "-"
+        lines.append(
+            f"{sc.name:<10} {ld.rps:>9,.0f} {lat.get('p50', 0):>7.2f} {lat.get('p90', 0):>7.2f} "
+            f"{lat.get('p99', 0):>7.2f} {ld.total_errors:>7}  {_fmt_ratio(sc.ratio_direct):>9} "
+            f"{_fmt_ratio(sc.ratio_haproxy):>10} {pcpu:>9} {busy:>11}  {members}"
+        )
+    return "\n".join(lines)
+
+
+def fill_ratios(results: list[Scenario]) -> None:
+    by = {sc.name: sc for sc in results if sc.status == "ok" and sc.load and sc.load.rps > 0}
+    for sc in results:
+        if sc.name not in by or sc.load is None:
+            continue
+        if "direct" in by and by["direct"].load is not None:
+            sc.ratio_direct = sc.load.rps / by["direct"].load.rps
+        if "haproxy" in by and by["haproxy"].load is not None:
+            sc.ratio_haproxy = sc.load.rps / by["haproxy"].load.rps
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "trio": trio.__version__}
+    for tool, argv in (("haproxy", ["haproxy", "-v"]), ("wrk", ["wrk", "-v"])):
+        if shutil.which(tool):
+            try:
+                p = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+                out[tool] = (p.stdout or p.stderr).strip().splitlines()[0]
+            except (OSError, subprocess.SubprocessError, IndexError):
+                pass
+    return out
+
+
+# ---------------------------------------------------------------------------
+
+
+SCENARIOS = ("direct", "appliance", "haproxy")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("-c", "--connections", type=int, default=50, help="concurrent keep-alive connections (50)")
+    ap.add_argument("-d", "--duration", type=float, default=None, help="seconds per scenario (10; 3 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="short run: -d 3, 0.5 s warm-up")
+    ap.add_argument("--max-requests", type=int, default=DEFAULT_MAX_REQUESTS, help="request bound per scenario (python tool)")
+    ap.add_argument("--warmup", type=float, default=None, help="unmeasured warm-up seconds per scenario (1; 0.5 with --quick)")
+    ap.add_argument("--timeout", type=float, default=5.0, help="per-request timeout, seconds")
+    ap.add_argument("--tool", choices=("python", "wrk"), default="python", help="load generator (wrk must be on PATH)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of: " + ", ".join(SCENARIOS))
+    ap.add_argument("--calibrate", action="store_true", help="also measure the load tool's own ceiling")
+    ap.add_argument("--access-log", action="store_true", help="appliance logs access to stderr (sent to /dev/null)")
+    ap.add_argument("--appliance", default=None, help="appliance command (default: .venv/bin/appliance)")
+    ap.add_argument("--body-size", type=int, default=3, help="origin response body bytes (3 = 'ok\\n')")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    ap.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON to FILE")
+    args = ap.parse_args(argv)
+    if args.duration is None:
+        args.duration = 3.0 if args.quick else 10.0
+    if args.warmup is None:
+        args.warmup = 0.5 if args.quick else 1.0
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    if args.tool == "wrk" and not shutil.which("wrk"):
+        ap.error(f"--tool wrk: wrk is not on PATH ({INSTALL_HINT})")
+    if args.connections < 1 or args.duration <= 0 or args.max_requests < 1:
+        ap.error("-c, -d and --max-requests must be positive")
+    return args
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    pin = (
+        not args.no_pin
+        and shutil.which("taskset") is not None
+        and hasattr(os, "sched_setaffinity")
+        and len(os.sched_getaffinity(0)) >= 2
+        and {LOAD_CPU, PROXY_CPU} <= os.sched_getaffinity(0)
+    )
+    have_haproxy = shutil.which("haproxy") is not None
+    progress(
+        f"{args.tool} load, -c {args.connections} -d {args.duration:g}, warm-up {args.warmup:g}s; "
+        + (f"pinned: proxy on CPU {PROXY_CPU}, origins + load on CPU {LOAD_CPU}" if pin else "not pinned")
+    )
+    procs = Procs()
+    results: list[Scenario] = []
+    # SIGTERM (e.g. from make being stopped) unwinds like Ctrl-C so the finally below runs.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmpname:
+            tmp = Path(tmpname)
+            wrk_script = tmp / "members.lua"
+            wrk_script.write_text(WRK_LUA)
+            try:
+                origins = [start_origin(procs, f"web{i}", pin, args.body_size) for i in (1, 2, 3)]
+            except StartError as exc:
+                print(f"cannot start the origins: {exc}", file=sys.stderr)
+                return 2
+            ports = [p for _, p in origins]
+            progress(f"origins web1..3 on {', '.join(f'{HOST}:{p}' for p in ports)}")
+
+            if "direct" in args.scenarios:
+                progress(f"direct: load on {HOST}:{ports[0]}")
+                try:
+                    results.append(measure("direct", ports[0], None, args, pin, wrk_script))
+                except Exception as exc:
+                    results.append(Scenario("direct", status="failed", reason=f"{type(exc).__name__}: {exc}"))
+
+            if "appliance" in args.scenarios:
+                cmd = appliance_argv(args.appliance)
+                if cmd is None:
+                    results.append(
+                        Scenario("appliance", status="failed", reason="no appliance command (.venv/bin/appliance missing; run `make test` or pass --appliance)")
+                    )
+                else:
+                    port = free_port()
+                    results.append(
+                        run_proxy_scenario(
+                            "appliance",
+                            [*cmd, "run", "-c", "{CONF}"],
+                            appliance_config(port, ports, args.access_log),
+                            "appliance.yaml",
+                            port,
+                            procs,
+                            args,
+                            pin,
+                            tmp,
+                            wrk_script,
+                            quiet=args.access_log,
+                        )
+                    )
+
+            if "haproxy" in args.scenarios:
+                if have_haproxy:
+                    port = free_port()
+                    results.append(
+                        run_proxy_scenario(
+                            "haproxy", ["haproxy", "-db", "-f", "{CONF}"], haproxy_config(port, ports),
+                            "haproxy.cfg", port, procs, args, pin, tmp, wrk_script,
+                        )
+                    )
+                else:
+                    results.append(
+                        Scenario("haproxy", status="skipped", reason=f"haproxy is not on PATH; to compare, install it: {INSTALL_HINT}")
+                    )
+
+            if args.calibrate:
+                if have_haproxy:
+                    port = free_port()
+                    sc = run_proxy_scenario(
+                        "ceiling", ["haproxy", "-db", "-f", "{CONF}"], haproxy_return_config(port),
+                        "haproxy-return.cfg", port, procs, args, pin, tmp, wrk_script,
+                    )
+                else:  # a lower bound: a Python origin alone on the proxy CPU
+                    sc = calibrate_with_origin(procs, args, pin, wrk_script)
+                results.append(sc)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+
+    fill_ratios(results)
+    print(report(results))
+    notes = []
+    if not pin:
+        notes.append("not pinned (taskset missing, fewer than 2 CPUs, or --no-pin)")
+    if args.tool == "python":
+        notes.append("the Python load generator caps throughput (see --calibrate): 'vs direct' is a floor")
+    if not have_haproxy and "haproxy" in args.scenarios:
+        notes.append(f"haproxy skipped: {INSTALL_HINT}")
+    for n in notes:
+        print(f"note: {n}")
+    if args.json:
+        payload = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "settings": {
+                "tool": args.tool,
+                "connections": args.connections,
+                "duration": args.duration,
+                "warmup": args.warmup,
+                "max_requests": args.max_requests,
+                "body_size": args.body_size,
+                "access_log": args.access_log,
+                "pinned": pin,
+                "load_cpu": LOAD_CPU if pin else None,
+                "proxy_cpu": PROXY_CPU if pin else None,
+            },
+            "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), **versions()},
+            "results": [sc.to_dict() for sc in results],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"results written to {args.json}")
+    # Non-zero when a requested scenario failed (a skipped one is not a failure).
+    return 1 if any(sc.status == "failed" for sc in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Test fixtures shared by the loopback tests: a scriptable origin and a proxy runner."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import h11
+import trio
+
+from appliance.controlplane.supervisor import Appliance
+from appliance.core.config import parse_config
+
+
+def pattern(n: int) -> bytes:
+    """n deterministic bytes, so both ends can checksum without sharing the data."""
+    block = bytes(range(256)) * 256
+    return (block * (n // len(block) + 1))[:n]
+
+
+@dataclass
+class Origin:
+    """A member for tests. Behaviour by path:
+
+    /echo       JSON: method, target, headers, body length and sha256, connection number
+    /big/N      N pattern bytes with Content-Length; /chunked/N the same, chunked
+    /slow       never answers
+    /reset      resets the connection (SO_LINGER 0)
+    /garbage    sends bytes with no line end, then waits
+    /trailing   a complete response followed by a forged second one
+    /close      answers with Connection: close
+    """
+
+    name: str
+    port: int = 0
+    connections: int = 0
+    requests: list[dict[str, object]] = field(default_factory=list)
+
+    async def serve(self, *, task_status: trio.TaskStatus[Origin] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self)
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        number = self.connections
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                request = await _next(conn, stream)
+                if not isinstance(request, h11.Request):
+                    return
+                digest, length = hashlib.sha256(), 0
+                while True:
+                    event = await _next(conn, stream)
+                    if isinstance(event, h11.Data):
+                        digest.update(event.data)
+                        length += len(event.data)
+                    else:
+                        break
+                path = request.target.decode()
+                info = {
+                    "origin": self.name,
+                    "method": request.method.decode(),
+                    "target": path,
+                    "headers": [[k.decode(), v.decode()] for k, v in request.headers.raw_items()],
+                    "body_len": length,
+                    "body_sha256": digest.hexdigest(),
+                    "connection": number,
+                }
+                self.requests.append(info)
+                if not await self._answer(conn, stream, path, info):
+                    return
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except (h11.ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, path: str, info: dict[str, object]) -> bool:
+        if path == "/slow":
+            await trio.sleep_forever()
+        if path == "/reset":
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            stream.socket.close()
+            return False
+        if path == "/garbage":
+            await stream.send_all(b"\x00garbage without any line end")
+            await trio.sleep_forever()
+        if path == "/trailing":
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirstHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
+            )
+            return True
+        headers = [("x-origin", self.name)]
+        if path.startswith("/big/") or path.startswith("/chunked/"):
+            n = int(path.rsplit("/", 1)[1])
+            if path.startswith("/big/"):
+                headers.append(("content-length", str(n)))
+            else:
+                headers.append(("transfer-encoding", "chunked"))
+            await stream.send_all(conn.send(h11.Response(status_code=200, headers=headers)))
+            data = pattern(n)
+            for i in range(0, n, 65536):
+                await stream.send_all(conn.send(h11.Data(data=data[i : i + 65536])))
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            return True
+        body = json.dumps(info).encode()
+        headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
+        if path == "/close":
+            headers.append(("connection", "close"))
+        await stream.send_all(conn.send(h11.Response(status_code=200, headers=headers)) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        return True
+
+
+async def _next(conn: h11.Connection, stream: trio.SocketStream) -> h11.Event | type[h11.NEED_DATA]:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+            continue
+        return event
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config_text(port: int, members: list[int], *, extra_pool: str = "", extra_vs: str = "", monitors: str = "") -> str:
+    member_lines = "\n".join(f"      - {{address: 127.0.0.1:{p}, name: m{i}}}" for i, p in enumerate(members, 1))
+    return f"""\
+appliance: {{name: test, shutdown_grace: 2s, log: {{access: "off"}}}}
+{monitors}
+pools:
+  web:
+{extra_pool}
+    members:
+{member_lines}
+virtual_servers:
+  web:
+    listen: [127.0.0.1:{port}]
+    pool: web
+{extra_vs}
+"""
+
+
+@asynccontextmanager
+async def running_appliance(text: str, path: str = "test.yaml") -> AsyncIterator[Appliance]:
+    """An in-process appliance on `text`, stopped and drained on exit."""
+    appliance = Appliance(path, parse_config(text, path))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(appliance.run)
+        try:
+            yield appliance
+        finally:
+            appliance.stop()

@@ -1,0 +1,1 @@
+"""The live Textual TUI; it speaks only the admin API."""
