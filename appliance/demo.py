@@ -12,7 +12,7 @@ import sys
 import h11
 import trio
 
-from appliance.controlplane.supervisor import Appliance
+from appliance.controlplane.supervisor import Appliance, leaf_exceptions
 from appliance.core.config import load_config
 from appliance.errors import ConfigError, StartError
 
@@ -82,7 +82,7 @@ async def run_demo(config_path: str) -> int:
             await trio.sleep(0)  # let `run` finish its drain before the backends go
             nursery.cancel_scope.cancel()
     except* (StartError, OSError) as group:
-        failures = [str(exc) for exc in group.exceptions]
+        failures = [str(exc) for exc in leaf_exceptions(group)]
     for failure in failures:
         print(f"demo: {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -22,8 +22,6 @@ import trio
 
 from bench._http import MAX_HEAD, ChunkedSkipper, ProtocolError, RawConn, accept_raw, set_nodelay
 
-import os as _os
-_YIELD = _os.environ.get('OY', '1') == '1'
 __all__ = ["serve_origin", "make_body", "main"]
 
 
@@ -62,7 +60,7 @@ async def _handle(
     responses: dict[tuple[bool, int], bytes],
     delay: float,
 ) -> None:
-    conn = RawConn(sock, yield_after_send=_YIELD)
+    conn = RawConn(sock)
     recv = conn.recv
     get_ka = responses[(False, 0)]
     buf = b""

@@ -184,7 +184,8 @@ def _tail(log: Path | None, lines: int = 8) -> str:
 
 def appliance_config(listen_port: int, origin_ports: list[int], access_log: bool) -> str:
     members = "\n".join(f"      - {{address: {HOST}:{p}}}" for p in origin_ports)
-    access = "stderr" if access_log else "off"
+    # Quoted: unquoted `off` is a YAML boolean, which the appliance's loader rejects.
+    access = "stderr" if access_log else '"off"'
     return (
         f"appliance: {{name: bench, log: {{access: {access}}}}}\n"
         "pools:\n"

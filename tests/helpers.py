@@ -139,7 +139,7 @@ def free_port() -> int:
 def config_text(port: int, members: list[int], *, extra_pool: str = "", extra_vs: str = "", monitors: str = "") -> str:
     member_lines = "\n".join(f"      - {{address: 127.0.0.1:{p}, name: m{i}}}" for i, p in enumerate(members, 1))
     return f"""\
-appliance: {{name: test, shutdown_grace: 2s, log: {{access: "off"}}}}
+appliance: {{name: test, shutdown_grace: 2s, log: {{access: off}}}}
 {monitors}
 pools:
   web:

@@ -9,7 +9,6 @@ target has at most one probe in flight. The set of tasks follows the config:
 
 from __future__ import annotations
 
-import errno
 import logging
 import random
 
@@ -18,6 +17,8 @@ import trio
 from appliance.controlplane.runtime import MonitorTarget, Runtime
 from appliance.core.health import CheckResult
 from appliance.core.model import MonitorType
+from appliance.dataplane.upstream import connect
+from appliance.errors import UpstreamConnectError
 
 LOGGER = logging.getLogger("appliance.monitors")
 
@@ -25,15 +26,12 @@ JITTER = 0.1  # fraction of the interval; HAProxy's spread-checks suggests 2..5 
 
 
 async def probe_tcp(target: MonitorTarget) -> tuple[bool, str]:
-    """A TCP connect; success is an accepted connection."""
-    address = target.address
+    """A TCP connect, as the data plane makes it; success is an accepted connection."""
     try:
-        stream = await trio.open_tcp_stream(address.host, address.port)
-    except OSError as exc:
-        if exc.errno == errno.ECONNREFUSED or "refused" in str(exc).lower():
-            return False, "connect refused"
-        return False, f"connect failed: {exc.strerror or exc}"
-    await trio.aclose_forcefully(stream)
+        conn = await connect(target.address, target.monitor.timeout)
+    except UpstreamConnectError as exc:
+        return False, str(exc)
+    await conn.aclose()
     return True, "connect ok"
 
 

@@ -148,6 +148,13 @@ class Appliance:
             self.tracker.closed()
 
 
+def leaf_exceptions(error: BaseException) -> list[BaseException]:
+    """The exceptions inside (possibly nested) exception groups, in order."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaf_exceptions(inner)]
+    return [error]
+
+
 def _log_not_yet_supported(config: Config) -> None:
     for path in config.not_yet_supported:
         LOGGER.warning("%s: accepted but not yet supported in this release; ignored", path)
@@ -170,7 +177,7 @@ async def run_from_file(config_path: str) -> int:
             await appliance.run()
             nursery.cancel_scope.cancel()
     except* StartError as group:
-        failures = [line for exc in group.exceptions for line in str(exc).splitlines()]
+        failures = [line for exc in leaf_exceptions(group) for line in str(exc).splitlines()]
     if failures:
         for line in failures:
             LOGGER.error("%s", line)

@@ -195,6 +195,8 @@ def _address(text: str) -> IPAddress:
         return ipaddress.ip_address(text)
     except ValueError:
         pass
+    if re.fullmatch(r"[0-9.]+:[0-9-]*", text):
+        raise AddressError(f"'{text}' has a port; only an address is expected here")
     if re.fullmatch(r"[0-9.]+", text):
         try:
             ipaddress.IPv4Address(text)

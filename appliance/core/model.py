@@ -130,7 +130,7 @@ class MonitorSend:
     method: str = "GET"
     path: str = "/"
     host: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: tuple[tuple[str, str], ...] = ()  # a tuple so monitors hash: probe tasks are keyed by them
 
 
 @frozen

@@ -166,23 +166,24 @@ class HttpProxy:
             _Refused: 400 (malformed), 408 (head too slow), 431 (head too large).
         """
         fed = 0 if first else len(conn.trailing_data[0])
+        timeouts = vs.timeouts
+        # One scope for the whole head: first the keep-alive wait (client_idle,
+        # ended at once by a drain), then, from the first byte, client_header.
+        scope = trio.CancelScope(deadline=trio.current_time() + (timeouts.client_header if first else timeouts.client_idle))
+        waiting_idle = not first
         try:
-            event = conn.next_event()
-            if event is h11.NEED_DATA and not first:
-                with trio.move_on_after(vs.timeouts.client_idle) as idle:
-                    self._tracker.idle_scopes.add(idle)
-                    if self._tracker.draining:
-                        idle.cancel()
-                    data = await stream.receive_some(RECV_SIZE)
-                self._tracker.idle_scopes.discard(idle)
-                if idle.cancelled_caught:
-                    return None
-                fed += len(data)
-                conn.receive_data(data)
+            with scope:
                 event = conn.next_event()
-            with trio.move_on_after(vs.timeouts.client_header) as header_scope:
+                if event is h11.NEED_DATA and waiting_idle:
+                    self._tracker.idle_scopes.add(scope)
+                    if self._tracker.draining:
+                        scope.cancel()
                 while event is h11.NEED_DATA:
                     data = await stream.receive_some(RECV_SIZE)
+                    if waiting_idle:
+                        waiting_idle = False
+                        self._tracker.idle_scopes.discard(scope)
+                        scope.deadline = trio.current_time() + timeouts.client_header
                     fed += len(data)
                     conn.receive_data(data)
                     event = conn.next_event()
@@ -190,10 +191,12 @@ class HttpProxy:
             raise _Refused(exc.error_status_hint, str(exc) or "malformed request") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return None
-        if header_scope.cancelled_caught:
+        finally:
+            self._tracker.idle_scopes.discard(scope)
+        if scope.cancelled_caught:
             if fed == 0:
-                return None  # a pre-connection that never spoke: close quietly
-            raise _Refused(408, f"request head not received within {vs.timeouts.client_header:g}s")
+                return None  # idle keep-alive, a drain, or a pre-connection that never spoke
+            raise _Refused(408, f"request head not received within {timeouts.client_header:g}s")
         if not isinstance(event, h11.Request):
             return None  # ConnectionClosed
         limits = vs.limits
@@ -309,23 +312,22 @@ class HttpProxy:
     ) -> _Outcome:
         """Sends the request (body concurrently) and relays the response."""
         outcome = _Outcome()
+        head = up.http.send(upstream_request)
+        if not body.has_body:
+            head += up.http.send(h11.EndOfMessage())  # writes nothing, but completes h11's side
+            conn.next_event()  # the request's EndOfMessage, already parsed
+            await self._relay_response(conn, stream, vs, up, outcome, head, body.both)
+            return outcome
         try:
-            head = up.http.send(upstream_request)
-            if not body.has_body:
-                head += up.http.send(h11.EndOfMessage())  # writes nothing, but completes h11's side
             with trio.fail_after(vs.timeouts.server):
                 await up.stream.send_all(head)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             outcome.error = UpstreamProtocolError(f"sending request failed: {exc!r}")
             return outcome
-        if not body.has_body:
-            conn.next_event()  # the request's EndOfMessage, already parsed
-            await self._relay_response(conn, stream, vs, up, outcome, body.both)
-            return outcome
         upload = _Upload()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(upload.run, conn, stream, up, vs, nursery.cancel_scope)
-            await self._relay_response(conn, stream, vs, up, outcome, body.both)
+            await self._relay_response(conn, stream, vs, up, outcome, None, body.both)
             nursery.cancel_scope.cancel()  # the member answered before reading all of the body
         if not upload.done:
             outcome.body_unfinished = True
@@ -344,41 +346,52 @@ class HttpProxy:
         vs: VirtualServer,
         up: UpstreamConnection,
         outcome: _Outcome,
+        request_head: bytes | None,
         close: bool,
     ) -> None:
-        """Streams the member's response to the client; records what happened in `outcome`."""
+        """Sends `request_head` if given, then streams the member's response to the client.
+
+        One cancel scope covers the exchange; its deadline moves with the phase:
+        `server` while waiting on the member, `client_idle` while the client
+        reads. What happened is recorded in `outcome`, nothing is raised.
+        """
         member = up.http
         timeouts = vs.timeouts
+        scope = trio.CancelScope(deadline=trio.current_time() + timeouts.server)
+        waiting_on_client = False
         try:
-            with trio.fail_after(timeouts.server):
+            with scope:
+                if request_head is not None:
+                    await up.stream.send_all(request_head)
                 event = member.next_event()
                 while True:
                     if event is h11.NEED_DATA:
                         member.receive_data(await up.stream.receive_some(RECV_SIZE))
-                    elif isinstance(event, h11.InformationalResponse):
-                        pass  # 100 Continue and friends: we answered Expect ourselves
-                    else:
-                        break
+                    elif type(event) is not h11.InformationalResponse:
+                        break  # 1xx are skipped: we answered Expect ourselves
                     event = member.next_event()
-            if not isinstance(event, h11.Response):
-                raise UpstreamProtocolError("member closed the connection before responding")
-            items = event.headers._full_items
-            framing = hdr.framing(items)
-            sent = hdr.response_headers(items, framing)
-            if close or self._tracker.draining:
-                sent.append(_CLOSE)
-            out = [conn.send(h11.Response(status_code=event.status_code, headers=Headers(sent), reason=event.reason, http_version=b"1.1", _parsed=True))]
-            outcome.status = event.status_code
-            # Gather whatever body the member already sent so a small response goes out in one write.
-            scope = trio.CancelScope()
-            with scope:
+                if type(event) is not h11.Response:
+                    raise UpstreamProtocolError("member closed the connection before responding")
+                items = event.headers._full_items
+                framing = hdr.framing(items)
+                sent = hdr.response_headers(items, framing)
+                if close or self._tracker.draining:
+                    sent.append(_CLOSE)
+                response = h11.Response(
+                    status_code=event.status_code, headers=Headers(sent), reason=event.reason, http_version=b"1.1", _parsed=True
+                )
+                out = [conn.send(response)]
+                outcome.status = event.status_code
+                # Gather whatever body is already here so a small response goes out in one write.
                 while True:
                     event = member.next_event()
                     if event is h11.NEED_DATA:
                         if out:
+                            waiting_on_client = True
                             scope.deadline = trio.current_time() + timeouts.client_idle
                             await stream.send_all(b"".join(out))
                             out.clear()
+                            waiting_on_client = False
                         scope.deadline = trio.current_time() + timeouts.server
                         member.receive_data(await up.stream.receive_some(RECV_SIZE))
                     elif type(event) is h11.Data:
@@ -386,24 +399,28 @@ class HttpProxy:
                         out.append(conn.send(event))
                     elif type(event) is h11.EndOfMessage:
                         out.append(conn.send(h11.EndOfMessage()))
+                        waiting_on_client = True
                         scope.deadline = trio.current_time() + timeouts.client_idle
                         await stream.send_all(b"".join(out))
-                        break
+                        return
                     else:
                         raise UpstreamProtocolError("member closed the connection mid-response")
-            if scope.cancelled_caught:
-                raise UpstreamTimeout(f"response stalled for {timeouts.server:g}s")
-        except trio.TooSlowError:
-            outcome.error = UpstreamTimeout(f"no response within {timeouts.server:g}s")
         except h11.RemoteProtocolError as exc:
             outcome.error = UpstreamProtocolError(f"invalid response: {exc}")
         except UpstreamError as exc:
             outcome.error = exc
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            if outcome.head_sent:
-                outcome.client_gone = True  # a broken member read surfaces below as h11 closing
+            if waiting_on_client:
+                outcome.client_gone = True
             else:
                 outcome.error = UpstreamProtocolError(f"connection to member broken: {exc!r}")
+        if scope.cancelled_caught:
+            if waiting_on_client:
+                outcome.client_gone = True
+            elif outcome.head_sent:
+                outcome.error = UpstreamTimeout(f"response stalled for {timeouts.server:g}s")
+            else:
+                outcome.error = UpstreamTimeout(f"no response within {timeouts.server:g}s")
 
     # ------------------------------------------------------------ answers of our own
 

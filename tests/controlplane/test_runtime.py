@@ -1,0 +1,70 @@
+"""The runtime at explicit times: checks flip health, snapshots follow, reload keeps state."""
+
+from __future__ import annotations
+
+from appliance.controlplane.runtime import Runtime
+from appliance.core.config import parse_config
+from appliance.core.health import CheckResult, Health
+
+CONFIG = """\
+monitors:
+  port: {type: tcp, interval: 1s, timeout: 500ms, rise: 2, fall: 2}
+pools:
+  web:
+    monitors: [port]
+    members:
+      - {address: 127.0.0.1:9001, name: a}
+      - {address: 127.0.0.1:9002, name: b}
+virtual_servers:
+  web: {listen: [127.0.0.1:8080], pool: web}
+"""
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def check(runtime: Runtime, member: str, ok: bool, at: float) -> None:
+    target = next(t for t in runtime.monitor_targets() if t.member == member)
+    runtime.record_check(target, CheckResult(ok=ok, reason="ok" if ok else "connect refused", latency=0.001, at=at))
+
+
+def test_unknown_until_first_verdict_then_fall_takes_member_out() -> None:
+    clock = FakeClock()
+    runtime = Runtime(parse_config(CONFIG, "t.yaml"), clock)
+    pool = runtime.snapshot.pools["web"]
+    assert [m.health for m in pool.members] == [Health.UNKNOWN, Health.UNKNOWN]
+    assert pool.select(None) is None  # unknown members get no traffic
+    check(runtime, "a", True, 101.0)
+    check(runtime, "b", True, 101.0)
+    pool = runtime.snapshot.pools["web"]
+    assert [pool.select(None).name for _ in range(4)] == ["a", "b", "a", "b"]
+    check(runtime, "b", False, 102.0)
+    assert runtime.snapshot.pools["web"].member("b").health is Health.UP
+    check(runtime, "b", False, 103.0)
+    pool = runtime.snapshot.pools["web"]
+    assert pool.member("b").health is Health.DOWN
+    assert pool.member("b").since == 103.0
+    assert {pool.select(None).name for _ in range(4)} == {"a"}
+    assert "member web/b health up -> down (port: 2/2 failed: connect refused" in runtime.events[-1].message
+
+
+def test_reload_keeps_health_of_members_that_stay_and_applies_admin_state() -> None:
+    clock = FakeClock()
+    runtime = Runtime(parse_config(CONFIG, "t.yaml"), clock)
+    check(runtime, "a", True, 101.0)
+    old_stats = runtime.snapshot.pools["web"].member("a").stats
+    changed = CONFIG.replace("name: b}", "name: b, state: disabled}").replace("9001", "9001").replace(
+        "      - {address: 127.0.0.1:9002", "      - {address: 127.0.0.1:9003, name: c}\n      - {address: 127.0.0.1:9002"
+    )
+    clock.now = 110.0
+    runtime.reload(parse_config(changed, "t.yaml"))
+    pool = runtime.snapshot.pools["web"]
+    assert pool.member("a").health is Health.UP and pool.member("a").stats is old_stats
+    assert pool.member("c").health is Health.UNKNOWN
+    assert pool.member("b").admin_state.value == "disabled" and pool.member("b").since == 110.0
+    assert [e.kind for e in runtime.events][-2:] == ["admin", "reload"]
