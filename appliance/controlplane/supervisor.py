@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Mapping
+from typing import Any
 
 import trio
 
@@ -25,6 +26,7 @@ from appliance.core.model import Config, Endpoint, Mode
 from appliance.dataplane.access_log import AccessLog
 from appliance.dataplane.http_proxy import HttpProxy
 from appliance.dataplane.listen import Listeners
+from appliance.dataplane.sockio import SocketIO
 from appliance.dataplane.tracker import ConnectionTracker
 from appliance.dataplane.upstream import UpstreamPools
 from appliance.errors import ConfigError, StartError
@@ -135,14 +137,9 @@ class Appliance:
         else:
             LOGGER.info("drain: all connections finished")
 
-    async def _dispatch(self, stream: trio.SocketStream, vs_name: str, endpoint: Endpoint) -> None:
+    async def _dispatch(self, stream: SocketIO, vs_name: str, endpoint: Endpoint, peer: Any) -> None:
         self.tracker.opened()
         try:
-            try:
-                peer = stream.socket.getpeername()
-            except OSError:
-                await trio.aclose_forcefully(stream)
-                return
             await self.proxy.serve(stream, vs_name, str(endpoint), (peer[0], peer[1]))
         finally:
             self.tracker.closed()

@@ -30,6 +30,7 @@ from appliance.core import headers as hdr
 from appliance.core.model import VirtualServer
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.dataplane.access_log import AccessLog
+from appliance.dataplane.sockio import SocketIO
 from appliance.dataplane.tracker import ConnectionTracker
 from appliance.dataplane.upstream import UpstreamConnection, UpstreamPools, connect
 from appliance.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
@@ -104,7 +105,7 @@ class HttpProxy:
         self._log = access_log
         self._tracker = tracker
 
-    async def serve(self, stream: trio.SocketStream, vs_name: str, vip: str, client: tuple[str, int]) -> None:
+    async def serve(self, stream: SocketIO, vs_name: str, vip: str, client: tuple[str, int]) -> None:
         """Serves one client connection until it closes, fails or the appliance drains.
 
         Resource handling: the client stream is closed here on every path; any
@@ -119,13 +120,14 @@ class HttpProxy:
             while await self._one_request(conn, stream, vs_name, vip, client, first):
                 conn.start_next_cycle()
                 first = False
+                await trio.lowlevel.checkpoint()  # I/O tries first: yield once per request
         except Exception:
             LOGGER.exception("connection from %s to %s failed", client[0], vip)
         finally:
-            await trio.aclose_forcefully(stream)
+            stream.close()
 
     async def _one_request(
-        self, conn: h11.Connection, stream: trio.SocketStream, vs_name: str, vip: str, client: tuple[str, int], first: bool
+        self, conn: h11.Connection, stream: SocketIO, vs_name: str, vip: str, client: tuple[str, int], first: bool
     ) -> bool:
         """Handles one request; True when the connection may carry another."""
         snap = self._snapshot()
@@ -158,7 +160,7 @@ class HttpProxy:
     # ------------------------------------------------------------ request head
 
     async def _read_head(
-        self, conn: h11.Connection, stream: trio.SocketStream, vs: VirtualServer, first: bool
+        self, conn: h11.Connection, stream: SocketIO, vs: VirtualServer, first: bool
     ) -> h11.Request | None:
         """The next request head, or None when the client closed or idled out.
 
@@ -213,7 +215,7 @@ class HttpProxy:
     async def _proxy(
         self,
         conn: h11.Connection,
-        stream: trio.SocketStream,
+        stream: SocketIO,
         vs: VirtualServer,
         pool: PoolView,
         request: h11.Request,
@@ -304,7 +306,7 @@ class HttpProxy:
     async def _exchange(
         self,
         conn: h11.Connection,
-        stream: trio.SocketStream,
+        stream: SocketIO,
         vs: VirtualServer,
         up: UpstreamConnection,
         upstream_request: h11.Request,
@@ -342,7 +344,7 @@ class HttpProxy:
     async def _relay_response(
         self,
         conn: h11.Connection,
-        stream: trio.SocketStream,
+        stream: SocketIO,
         vs: VirtualServer,
         up: UpstreamConnection,
         outcome: _Outcome,
@@ -393,6 +395,7 @@ class HttpProxy:
                             out.clear()
                             waiting_on_client = False
                         scope.deadline = trio.current_time() + timeouts.server
+                        await trio.lowlevel.checkpoint()
                         member.receive_data(await up.stream.receive_some(RECV_SIZE))
                     elif type(event) is h11.Data:
                         outcome.bytes_out += len(event.data)
@@ -424,7 +427,7 @@ class HttpProxy:
 
     # ------------------------------------------------------------ answers of our own
 
-    async def _refuse(self, stream: trio.SocketStream, status: int, detail: str) -> None:
+    async def _refuse(self, stream: SocketIO, status: int, detail: str) -> None:
         """Sends an error response and closes gently so the client can read it."""
         with trio.move_on_after(LINGER_TIME):
             try:
@@ -479,7 +482,7 @@ class _Upload:
         self.error: UpstreamError | None = None
 
     async def run(
-        self, conn: h11.Connection, stream: trio.SocketStream, up: UpstreamConnection, vs: VirtualServer, scope: trio.CancelScope
+        self, conn: h11.Connection, stream: SocketIO, up: UpstreamConnection, vs: VirtualServer, scope: trio.CancelScope
     ) -> None:
         member = up.http
         try:
@@ -492,6 +495,7 @@ class _Upload:
                         continue
                     if type(event) is h11.Data:
                         await up.stream.send_all(member.send(event))
+                        await trio.lowlevel.checkpoint()
                     elif type(event) is h11.EndOfMessage:
                         await up.stream.send_all(member.send(h11.EndOfMessage()))
                         self.done = True

@@ -14,10 +14,12 @@ import errno
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import trio
 
 from appliance.core.model import Endpoint
+from appliance.dataplane.sockio import SocketIO
 from appliance.errors import StartError
 
 LOGGER = logging.getLogger("appliance.listen")
@@ -27,7 +29,7 @@ IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # bind an address the host doe
 ACCEPT_BACKOFF = 0.1  # out of file descriptors: wait before accepting again (trio does the same)
 _RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
-Handler = Callable[[trio.SocketStream, str, Endpoint], Awaitable[None]]
+Handler = Callable[[SocketIO, str, Endpoint, Any], Awaitable[None]]
 
 
 def bind_socket(endpoint: Endpoint) -> socket.socket:
@@ -59,7 +61,7 @@ class Listeners:
 
     Args:
         connections: the nursery client handlers run in (outlives listeners).
-        handler: called as ``handler(stream, vs_name, endpoint)`` per connection.
+        handler: called as ``handler(stream, vs_name, endpoint, peer)`` per connection.
     """
 
     def __init__(self, connections: trio.Nursery, handler: Handler) -> None:
@@ -108,20 +110,25 @@ class Listeners:
             scope.cancel()
         self._open.clear()
 
-    async def _accept_loop(self, endpoint: Endpoint, raw: socket.socket, scope: trio.CancelScope) -> None:
-        sock = trio.socket.from_stdlib_socket(raw)
+    async def _accept_loop(self, endpoint: Endpoint, sock: socket.socket, scope: trio.CancelScope) -> None:
         with sock, scope:
             while True:
                 try:
-                    client, _ = await sock.accept()
+                    client, peer = sock.accept()
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
                 except OSError as exc:
                     if exc.errno in _RESOURCE_ERRORS:
                         LOGGER.error("accept on %s: %s; retrying in %gs", endpoint, exc.strerror, ACCEPT_BACKOFF)
                         await trio.sleep(ACCEPT_BACKOFF)
                         continue
+                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                        continue  # the client gave up while queued
                     raise
                 vs_name = self._serves.get(endpoint)
                 if vs_name is None:
                     client.close()
                     continue
-                self._connections.start_soon(self._handler, trio.SocketStream(client), vs_name, endpoint)
+                self._connections.start_soon(self._handler, SocketIO(client), vs_name, endpoint, peer)
+                await trio.lowlevel.checkpoint()  # a flood of connects must not starve the rest

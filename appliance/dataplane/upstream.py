@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 from collections.abc import Iterable
 
@@ -18,6 +19,7 @@ import h11
 import trio
 
 from appliance.core.model import Endpoint
+from appliance.dataplane.sockio import SocketIO
 from appliance.errors import UpstreamConnectError
 
 LOGGER = logging.getLogger("appliance.upstream")
@@ -30,20 +32,19 @@ _PEEK_FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT
 class UpstreamConnection:
     """One TCP connection to a member with the h11 client state that rides on it."""
 
-    __slots__ = ("endpoint", "stream", "http", "_raw", "idle_since", "reused")
+    __slots__ = ("endpoint", "stream", "http", "idle_since", "reused")
 
-    def __init__(self, endpoint: Endpoint, stream: trio.SocketStream, raw: socket.socket) -> None:
+    def __init__(self, endpoint: Endpoint, stream: SocketIO) -> None:
         self.endpoint = endpoint
         self.stream = stream
         self.http = h11.Connection(h11.CLIENT)
-        self._raw = raw
         self.idle_since = 0.0
         self.reused = False
 
     def looks_alive(self) -> bool:
         """True when the member has neither closed nor written to this idle connection."""
         try:
-            self._raw.recv(1, _PEEK_FLAGS)  # b"" is a close, anything else is stray data
+            self.stream.sock.recv(1, _PEEK_FLAGS)  # b"" is a close, anything else is stray data
         except BlockingIOError:
             return True
         except OSError:
@@ -51,7 +52,7 @@ class UpstreamConnection:
         return False
 
     async def aclose(self) -> None:
-        await trio.aclose_forcefully(self.stream)
+        self.stream.close()
 
     def __repr__(self) -> str:
         return f"<UpstreamConnection {self.endpoint} {self.http.our_state}/{self.http.their_state}>"
@@ -65,28 +66,29 @@ async def connect(endpoint: Endpoint, timeout: float) -> UpstreamConnection:
     """
     family = socket.AF_INET6 if endpoint.is_ipv6 else socket.AF_INET
     raw = socket.socket(family, socket.SOCK_STREAM)
-    raw.setblocking(False)
-    sock = trio.socket.from_stdlib_socket(raw)
     try:
-        with trio.move_on_after(timeout) as scope:
-            await sock.connect((endpoint.host, endpoint.port))
-        if scope.cancelled_caught:
-            raise UpstreamConnectError(f"connect timeout after {timeout:g}s")
-    except OSError as exc:
-        sock.close()
-        raise UpstreamConnectError(_describe(exc)) from exc
+        raw.setblocking(False)
+        code = raw.connect_ex((endpoint.host, endpoint.port))
+        if code == errno.EINPROGRESS:
+            with trio.move_on_after(timeout) as scope:
+                await trio.lowlevel.wait_writable(raw)
+            if scope.cancelled_caught:
+                raise UpstreamConnectError(f"connect timeout after {timeout:g}s")
+            code = raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise UpstreamConnectError(_describe(code))
     except BaseException:
-        sock.close()
+        raw.close()
         raise
-    return UpstreamConnection(endpoint, trio.SocketStream(sock), raw)
+    return UpstreamConnection(endpoint, SocketIO(raw))
 
 
-def _describe(exc: OSError) -> str:
-    if exc.errno == errno.ECONNREFUSED:
+def _describe(code: int) -> str:
+    if code == errno.ECONNREFUSED:
         return "connect refused"
-    if exc.errno == errno.ECONNRESET:
+    if code == errno.ECONNRESET:
         return "connection reset"
-    return f"connect failed: {exc.strerror or exc}"
+    return f"connect failed: {os.strerror(code)}"
 
 
 class UpstreamPools:
