@@ -715,6 +715,13 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("not pinned (taskset missing, fewer than 2 CPUs, or --no-pin)")
     if args.tool == "python":
         notes.append("the Python load generator caps throughput (see --calibrate): 'vs direct' is a floor")
+    for sc in results:  # direct traffic leaves the proxy CPU idle; if not, something else ran
+        idle_cpu = f"cpu{PROXY_CPU}"
+        if pin and sc.name == "direct" and sc.cpu_busy_pct.get(idle_cpu, 0) > 15:
+            notes.append(
+                f"CPU {PROXY_CPU} was {sc.cpu_busy_pct[idle_cpu]:.0f}% busy during 'direct' (it should be idle): "
+                "other processes are using the machine, so the figures are disturbed"
+            )
     if not have_haproxy and "haproxy" in args.scenarios:
         notes.append(f"haproxy skipped: {INSTALL_HINT}")
     for n in notes:

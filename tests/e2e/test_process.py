@@ -125,3 +125,35 @@ async def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path, nursery: 
     assert b'"body_len": 10' in answer
     with trio.fail_after(10):
         assert await process.wait() == 0
+
+
+async def test_demo_serves_three_backends_and_stops_on_sigint(tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(4)]
+    text = Path("conf/demo.yaml").read_text()
+    for old, new in zip(("127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103", "127.0.0.1:8080"), ports):
+        text = text.replace(old, f"127.0.0.1:{new}")
+    conf = tmp_path / "demo.yaml"
+    conf.write_text(text)
+    process = await trio.lowlevel.open_process(
+        [*APPLIANCE, "demo", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        await wait_listening(ports[3])
+        async with httpx.AsyncClient() as client:
+            # The tcp monitor's first round decides; retry until all three answer.
+            seen: set[str] = set()
+            with trio.fail_after(10):
+                while len(seen) < 3:
+                    response = await client.get(f"http://127.0.0.1:{ports[3]}/")
+                    if response.status_code == 200:
+                        seen.add(response.headers["x-demo-backend"])
+                    else:
+                        await trio.sleep(0.1)
+        assert seen == {"web1", "web2", "web3"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            await process.wait()
+    out = (await process.stdout.receive_some(1 << 16)).decode()
+    assert f"curl -s http://127.0.0.1:{ports[3]}/" in out
+    assert process.returncode == 0
