@@ -8,7 +8,6 @@ Everything we add is built from values that were already valid on input.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 Triple = tuple[bytes, bytes, bytes]
@@ -46,58 +45,89 @@ class Framing:
         return self.chunked or bool(self.content_length)
 
 
-def framing(items: Iterable[Triple]) -> Framing:
-    chunked = False
-    length: int | None = None
-    for _, name, value in items:
-        if name == b"transfer-encoding":
-            chunked = True  # h11 accepts nothing but "chunked"
-        elif name == b"content-length":
-            length = int(value)
-    return Framing(chunked=chunked, content_length=length, both=chunked and length is not None)
+_NO_BODY = Framing(chunked=False, content_length=None, both=False)
+# Names that need a look on the way through; every other header passes untouched.
+_REQUEST_SPECIAL = HOP_BY_HOP | _REPLACED | {_XFF, b"host", b"content-length", b"expect"}
+_RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
 
 
-def _connection_tokens(items: list[Triple]) -> frozenset[bytes]:
-    tokens: set[bytes] = set()
-    for _, name, value in items:
-        if name == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return frozenset(tokens)
+def _framing(chunked: bool, length: bytes | None) -> Framing:
+    if not chunked and length is None:
+        return _NO_BODY
+    size = None if length is None else int(length)
+    return Framing(chunked=chunked, content_length=size, both=chunked and size is not None)
 
 
-def _end_to_end(items: list[Triple], extra_drop: frozenset[bytes]) -> list[Triple]:
-    """Drops hop-by-hop headers, those named in Connection, and `extra_drop`."""
-    if not any(n in HOP_BY_HOP or n in extra_drop for _, n, _ in items):
-        return list(items)
-    drop = HOP_BY_HOP | extra_drop | _connection_tokens(items)
-    return [t for t in items if t[1] not in drop]
+def _tokens(value: bytes) -> set[bytes]:
+    return {t.strip().lower() for t in value.split(b",") if t.strip()}
 
 
-def request_headers(
-    items: list[Triple], *, client_ip: bytes, proto: bytes, host: bytes | None, body: Framing
-) -> list[Triple]:
-    """The headers forwarded to a member for one client request.
+def forward_request(items: list[Triple], *, client_ip: bytes, proto: bytes) -> tuple[list[Triple], bytes | None, Framing]:
+    """The headers forwarded to a member for one client request, in one pass.
 
-    X-Forwarded-For gets the client address appended (all earlier values kept,
-    joined in one header); X-Forwarded-Proto and -Host are set from what the
-    appliance saw. Expect is answered by the appliance itself, so it is dropped.
-    A chunked body stays chunked and any Content-Length beside it is dropped.
+    Returns the headers, the Host the client sent (None if absent) and the
+    body's framing. X-Forwarded-For gets the client address appended to all
+    earlier values (one header); X-Forwarded-Proto and -Host are set from what
+    the appliance saw. Hop-by-hop headers, those named in Connection, and
+    Expect (the appliance answers it) are dropped. A chunked body stays chunked
+    and any Content-Length beside it is dropped.
     """
-    out = _end_to_end(items, _REPLACED | {_XFF, b"expect"} | ({b"content-length"} if body.both else set()))
-    previous = [v for _, n, v in items if n == _XFF]
-    xff = b", ".join([*previous, client_ip])
-    out.append((b"X-Forwarded-For", _XFF, xff))
+    out: list[Triple] = []
+    host = length = None
+    chunked = False
+    xff: list[bytes] = []
+    named: set[bytes] | None = None
+    for item in items:
+        name = item[1]
+        if name not in _REQUEST_SPECIAL:
+            out.append(item)
+        elif name == b"host":
+            host = item[2]
+            out.append(item)
+        elif name == b"content-length":
+            length = item[2]
+            out.append(item)
+        elif name == b"transfer-encoding":
+            chunked = True  # h11 accepts nothing but "chunked"
+        elif name == b"connection":
+            named = _tokens(item[2]) | (named or set())
+        elif name == _XFF:
+            xff.append(item[2])
+    if named:
+        out = [item for item in out if item[1] not in named or item[1] == b"host"]
+    if chunked and length is not None:
+        out = [item for item in out if item[1] != b"content-length"]
+    xff.append(client_ip)
+    out.append((b"X-Forwarded-For", _XFF, b", ".join(xff)))
     out.append((b"X-Forwarded-Proto", b"x-forwarded-proto", proto))
     if host is not None:
         out.append((b"X-Forwarded-Host", b"x-forwarded-host", host))
-    if body.chunked:
+    if chunked:
         out.append(_CHUNKED)
-    return out
+    return out, host, _framing(chunked, length)
 
 
-def response_headers(items: list[Triple], body: Framing) -> list[Triple]:
-    """The headers sent to the client for a member's response."""
-    out = _end_to_end(items, frozenset({b"content-length"}) if body.both else frozenset())
-    if body.chunked:
+def forward_response(items: list[Triple]) -> tuple[list[Triple], Framing]:
+    """The headers sent to the client for a member's response, and its framing."""
+    out: list[Triple] = []
+    length = None
+    chunked = False
+    named: set[bytes] | None = None
+    for item in items:
+        name = item[1]
+        if name not in _RESPONSE_SPECIAL:
+            out.append(item)
+        elif name == b"content-length":
+            length = item[2]
+            out.append(item)
+        elif name == b"transfer-encoding":
+            chunked = True
+        elif name == b"connection":
+            named = _tokens(item[2]) | (named or set())
+    if named:
+        out = [item for item in out if item[1] not in named]
+    if chunked:
+        if length is not None:
+            out = [item for item in out if item[1] != b"content-length"]
         out.append(_CHUNKED)
-    return out
+    return out, _framing(chunked, length)

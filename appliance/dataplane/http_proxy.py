@@ -79,6 +79,7 @@ class _Refused(Exception):
 class _Outcome:
     """What happened to one exchange with a member."""
 
+    reused: bool = False  # the member connection came from the idle pool
     status: int = 0  # what the client got; 0 = nothing yet
     bytes_out: int = 0
     error: UpstreamError | None = None
@@ -88,6 +89,11 @@ class _Outcome:
     @property
     def head_sent(self) -> bool:
         return self.status != 0
+
+    @property
+    def stale(self) -> bool:
+        """Failed on a reused connection before any answer: the member had closed it."""
+        return self.reused and self.error is not None and not self.head_sent and not self.client_gone
 
 
 class HttpProxy:
@@ -100,73 +106,84 @@ class HttpProxy:
         access_log: AccessLog,
         tracker: ConnectionTracker,
     ) -> None:
-        self._snapshot = snapshot
-        self._upstreams = upstreams
-        self._log = access_log
-        self._tracker = tracker
+        self.snapshot = snapshot
+        self.upstreams = upstreams
+        self.access_log = access_log
+        self.tracker = tracker
 
     async def serve(self, stream: SocketIO, vs_name: str, vip: str, client: tuple[str, int]) -> None:
         """Serves one client connection until it closes, fails or the appliance drains.
 
         Resource handling: the client stream is closed here on every path; any
-        exception is contained to this connection and logged.
+        exception is contained to this connection and logged, so one bad
+        connection never reaches the accept loop (which would end every VIP).
         """
-        vs = self._snapshot().virtual_server(vs_name)
+        vs = self.snapshot().virtual_server(vs_name)
         try:
-            if vs is None:
-                return
-            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=vs.limits.max_header_bytes)
-            first = True
-            while await self._one_request(conn, stream, vs_name, vip, client, first):
-                conn.start_next_cycle()
-                first = False
-                await trio.lowlevel.checkpoint()  # I/O tries first: yield once per request
+            if vs is not None:
+                await _Session(self, stream, vs, vip, client).run()
         except Exception:
             LOGGER.exception("connection from %s to %s failed", client[0], vip)
         finally:
             stream.close()
 
-    async def _one_request(
-        self, conn: h11.Connection, stream: SocketIO, vs_name: str, vip: str, client: tuple[str, int], first: bool
-    ) -> bool:
+
+class _Session:
+    """One client connection and the requests it carries, in order."""
+
+    def __init__(self, proxy: HttpProxy, stream: SocketIO, vs: VirtualServer, vip: str, client: tuple[str, int]) -> None:
+        self.proxy = proxy
+        self.stream = stream
+        self.vs_name = vs.name
+        self.vip = vip
+        self.client = f"{client[0]}:{client[1]}"
+        self.client_ip = client[0].encode()
+        self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=vs.limits.max_header_bytes)
+
+    async def run(self) -> None:
+        first = True
+        while await self._one_request(first):
+            self.http.start_next_cycle()
+            first = False
+            await trio.lowlevel.checkpoint()  # I/O tries first: yield once per request
+
+    async def _one_request(self, first: bool) -> bool:
         """Handles one request; True when the connection may carry another."""
-        snap = self._snapshot()
-        vs = snap.virtual_server(vs_name)
+        snap = self.proxy.snapshot()
+        vs = snap.virtual_server(self.vs_name)
         if vs is None:
-            return False
+            return False  # the virtual server was removed by a reload
         start = trio.current_time()
+        request = None
         try:
-            request = await self._read_head(conn, stream, vs, first)
+            request = await self._read_head(vs, first)
+            if request is None:
+                return False
+            forwarded, host, body = hdr.forward_request(request.headers._full_items, client_ip=self.client_ip, proto=b"http")
+            target = _origin_form(request.target, host)
+            pool = snap.pools.get(vs.pool) if vs.pool else None
+            if pool is None:
+                raise _Refused(503, "no route")
         except _Refused as refused:
-            await self._refuse(stream, refused.status, refused.detail)
-            self._log_request(vs, vip, client, None, refused.status, 0, start, None, refused.detail)
+            await self._refuse(refused.status, refused.detail)
+            self._log(vs, request, refused.status, 0, start, None, refused.detail)
             return False
-        if request is None:
-            return False
-        try:
-            target, host = _authority(request)
-        except _Refused as refused:
-            await self._refuse(stream, refused.status, refused.detail)
-            self._log_request(vs, vip, client, request, refused.status, 0, start, None, refused.detail)
-            return False
-        pool_name = vs.pool
-        pool = snap.pools.get(pool_name) if pool_name else None
-        if pool is None:
-            await self._refuse(stream, 503, "no route")
-            self._log_request(vs, vip, client, request, 503, 0, start, None, "no route")
-            return False
-        return await self._proxy(conn, stream, vs, pool, request, target, host, vip, client, start)
+        if host is None:  # an HTTP/1.0 client without Host: name the address it reached
+            forwarded.append((b"Host", b"host", self.vip.encode()))
+        upstream_request = h11.Request(
+            method=request.method, target=target, headers=Headers(forwarded), http_version=b"1.1", _parsed=True
+        )
+        return await self._proxy(vs, pool, request, upstream_request, body, start)
 
     # ------------------------------------------------------------ request head
 
-    async def _read_head(
-        self, conn: h11.Connection, stream: SocketIO, vs: VirtualServer, first: bool
-    ) -> h11.Request | None:
+    async def _read_head(self, vs: VirtualServer, first: bool) -> h11.Request | None:
         """The next request head, or None when the client closed or idled out.
 
         Raises:
-            _Refused: 400 (malformed), 408 (head too slow), 431 (head too large).
+            _Refused: 400 (malformed), 408 (head too slow), 431 (head too large), 501 (CONNECT).
         """
+        conn, stream, tracker = self.http, self.stream, self.proxy.tracker
         fed = 0 if first else len(conn.trailing_data[0])
         timeouts = vs.timeouts
         # One scope for the whole head: first the keep-alive wait (client_idle,
@@ -177,14 +194,14 @@ class HttpProxy:
             with scope:
                 event = conn.next_event()
                 if event is h11.NEED_DATA and waiting_idle:
-                    self._tracker.idle_scopes.add(scope)
-                    if self._tracker.draining:
+                    tracker.idle_scopes.add(scope)
+                    if tracker.draining:
                         scope.cancel()
                 while event is h11.NEED_DATA:
                     data = await stream.receive_some(RECV_SIZE)
                     if waiting_idle:
                         waiting_idle = False
-                        self._tracker.idle_scopes.discard(scope)
+                        tracker.idle_scopes.discard(scope)
                         scope.deadline = trio.current_time() + timeouts.client_header
                     fed += len(data)
                     conn.receive_data(data)
@@ -194,14 +211,15 @@ class HttpProxy:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return None
         finally:
-            self._tracker.idle_scopes.discard(scope)
+            tracker.idle_scopes.discard(scope)
         if scope.cancelled_caught:
             if fed == 0:
                 return None  # idle keep-alive, a drain, or a pre-connection that never spoke
             raise _Refused(408, f"request head not received within {timeouts.client_header:g}s")
-        if not isinstance(event, h11.Request):
+        if type(event) is not h11.Request:
             return None  # ConnectionClosed
         limits = vs.limits
+        # h11 bounds only an incomplete head; a complete one that came in one read is ours to measure.
         if fed > limits.max_header_bytes and fed - len(conn.trailing_data[0]) > limits.max_header_bytes:
             raise _Refused(431, f"request head over {limits.max_header_bytes} bytes")
         if len(event.headers) > limits.max_header_count:
@@ -214,49 +232,32 @@ class HttpProxy:
 
     async def _proxy(
         self,
-        conn: h11.Connection,
-        stream: SocketIO,
         vs: VirtualServer,
         pool: PoolView,
         request: h11.Request,
-        target: bytes,
-        host: bytes | None,
-        vip: str,
-        client: tuple[str, int],
+        upstream_request: h11.Request,
+        body: hdr.Framing,
         start: float,
     ) -> bool:
-        items = request.headers._full_items
-        body = hdr.framing(items)
-        forwarded = hdr.request_headers(items, client_ip=client[0].encode(), proto=b"http", host=host, body=body)
-        if host is None:  # an HTTP/1.0 client without Host: name the address it reached
-            forwarded.append((b"Host", b"host", vip.encode()))
-        upstream_request = h11.Request(
-            method=request.method, target=target, headers=Headers(forwarded), http_version=b"1.1", _parsed=True
-        )
-        member, up, error = await self._connect(pool, vs, client[0].encode())
+        member, up, error = await self._connect(pool, vs)
         if up is None or member is None:
-            status, detail = (502, error.args[0]) if error is not None else (503, "no member available")
-            await self._refuse(stream, status, detail)
-            self._log_request(vs, vip, client, request, status, 0, start, member, detail)
+            status, detail = (502, str(error)) if error is not None else (503, "no member available")
+            await self._refuse(status, detail)
+            self._log(vs, request, status, 0, start, member, detail)
             return False
+        conn = self.http
         if body.has_body and conn.they_are_waiting_for_100_continue:
-            await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            await self.stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         member.stats.opened()
         balancer = pool.balancer
         balancer.on_open(member)
         try:
-            outcome = await self._exchange(conn, stream, vs, up, upstream_request, body)
-            if (
-                outcome.error is not None
-                and not outcome.head_sent
-                and up.reused
-                and not body.has_body
-                and request.method in IDEMPOTENT
-            ):
+            outcome = await self._exchange(vs, up, upstream_request, body)
+            if outcome.stale and not body.has_body and request.method in IDEMPOTENT:
                 # A reused connection the member had already given up on: one fresh try.
                 await up.aclose()
                 up = await connect(member.address, vs.timeouts.connect)
-                outcome = await self._exchange(conn, stream, vs, up, upstream_request, body)
+                outcome = await self._exchange(vs, up, upstream_request, body)
         except UpstreamConnectError as exc:
             outcome = _Outcome(error=exc)
         finally:
@@ -264,16 +265,15 @@ class HttpProxy:
             balancer.on_close(member)
         if outcome.error is not None:
             member.stats.failures += 1
-        reused = outcome.error is None and self._upstreams.release(up, trio.current_time())
-        if not reused:
+        if outcome.error is not None or not self.proxy.upstreams.release(up, trio.current_time()):
             await up.aclose()
-        detail = str(outcome.error) if outcome.error else ("client closed" if outcome.client_gone else None)
         if outcome.error is not None and not outcome.head_sent and not outcome.client_gone:
             status = outcome.error.status_hint
-            await self._refuse(stream, status, str(outcome.error))
-            self._log_request(vs, vip, client, request, status, 0, start, member, detail)
+            await self._refuse(status, str(outcome.error))
+            self._log(vs, request, status, 0, start, member, str(outcome.error))
             return False
-        self._log_request(vs, vip, client, request, outcome.status, outcome.bytes_out, start, member, detail)
+        detail = str(outcome.error) if outcome.error else ("client closed" if outcome.client_gone else None)
+        self._log(vs, request, outcome.status, outcome.bytes_out, start, member, detail)
         return (
             outcome.error is None
             and not outcome.client_gone
@@ -284,18 +284,19 @@ class HttpProxy:
         )
 
     async def _connect(
-        self, pool: PoolView, vs: VirtualServer, key: bytes
+        self, pool: PoolView, vs: VirtualServer
     ) -> tuple[MemberView | None, UpstreamConnection | None, UpstreamConnectError | None]:
         """Picks a member and connects, trying others on connect failure (`retries`)."""
         avoid: set[str] = set()
         error: UpstreamConnectError | None = None
         member: MemberView | None = None
+        upstreams = self.proxy.upstreams
         for _ in range(pool.config.retries + 1):
-            member = pool.select(key, avoid)
+            member = pool.select(self.client_ip, avoid)
             if member is None:
                 break
             try:
-                return member, await self._upstreams.acquire(member.address, vs.timeouts.connect, trio.current_time()), None
+                return member, await upstreams.acquire(member.address, vs.timeouts.connect, trio.current_time()), None
             except UpstreamConnectError as exc:
                 LOGGER.debug("member %s/%s: %s", pool.name, member.name, exc)
                 member.stats.failures += 1
@@ -304,21 +305,15 @@ class HttpProxy:
         return member, None, error
 
     async def _exchange(
-        self,
-        conn: h11.Connection,
-        stream: SocketIO,
-        vs: VirtualServer,
-        up: UpstreamConnection,
-        upstream_request: h11.Request,
-        body: hdr.Framing,
+        self, vs: VirtualServer, up: UpstreamConnection, upstream_request: h11.Request, body: hdr.Framing
     ) -> _Outcome:
-        """Sends the request (body concurrently) and relays the response."""
-        outcome = _Outcome()
+        """Sends the request (its body concurrently) and relays the response."""
+        outcome = _Outcome(reused=up.reused)
         head = up.http.send(upstream_request)
         if not body.has_body:
             head += up.http.send(h11.EndOfMessage())  # writes nothing, but completes h11's side
-            conn.next_event()  # the request's EndOfMessage, already parsed
-            await self._relay_response(conn, stream, vs, up, outcome, head, body.both)
+            self.http.next_event()  # the request's EndOfMessage, already parsed
+            await self._relay_response(vs, up, outcome, head, body.both)
             return outcome
         try:
             with trio.fail_after(vs.timeouts.server):
@@ -328,8 +323,8 @@ class HttpProxy:
             return outcome
         upload = _Upload()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(upload.run, conn, stream, up, vs, nursery.cancel_scope)
-            await self._relay_response(conn, stream, vs, up, outcome, None, body.both)
+            nursery.start_soon(upload.run, self.http, self.stream, up, vs, nursery.cancel_scope)
+            await self._relay_response(vs, up, outcome, None, body.both)
             nursery.cancel_scope.cancel()  # the member answered before reading all of the body
         if not upload.done:
             outcome.body_unfinished = True
@@ -342,22 +337,15 @@ class HttpProxy:
         return outcome
 
     async def _relay_response(
-        self,
-        conn: h11.Connection,
-        stream: SocketIO,
-        vs: VirtualServer,
-        up: UpstreamConnection,
-        outcome: _Outcome,
-        request_head: bytes | None,
-        close: bool,
+        self, vs: VirtualServer, up: UpstreamConnection, outcome: _Outcome, request_head: bytes | None, close: bool
     ) -> None:
         """Sends `request_head` if given, then streams the member's response to the client.
 
         One cancel scope covers the exchange; its deadline moves with the phase:
         `server` while waiting on the member, `client_idle` while the client
-        reads. What happened is recorded in `outcome`, nothing is raised.
+        reads. What happened is recorded in `outcome`; nothing is raised.
         """
-        member = up.http
+        conn, stream, member = self.http, self.stream, up.http
         timeouts = vs.timeouts
         scope = trio.CancelScope(deadline=trio.current_time() + timeouts.server)
         waiting_on_client = False
@@ -374,10 +362,8 @@ class HttpProxy:
                     event = member.next_event()
                 if type(event) is not h11.Response:
                     raise UpstreamProtocolError("member closed the connection before responding")
-                items = event.headers._full_items
-                framing = hdr.framing(items)
-                sent = hdr.response_headers(items, framing)
-                if close or self._tracker.draining:
+                sent, _ = hdr.forward_response(event.headers._full_items)
+                if close or self.proxy.tracker.draining:
                     sent.append(_CLOSE)
                 response = h11.Response(
                     status_code=event.status_code, headers=Headers(sent), reason=event.reason, http_version=b"1.1", _parsed=True
@@ -427,8 +413,9 @@ class HttpProxy:
 
     # ------------------------------------------------------------ answers of our own
 
-    async def _refuse(self, stream: SocketIO, status: int, detail: str) -> None:
+    async def _refuse(self, status: int, detail: str) -> None:
         """Sends an error response and closes gently so the client can read it."""
+        stream = self.stream
         with trio.move_on_after(LINGER_TIME):
             try:
                 await stream.send_all(error_response(status, detail))
@@ -442,11 +429,9 @@ class HttpProxy:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    def _log_request(
+    def _log(
         self,
         vs: VirtualServer,
-        vip: str,
-        client: tuple[str, int],
         request: h11.Request | None,
         status: int,
         bytes_out: int,
@@ -454,14 +439,16 @@ class HttpProxy:
         member: MemberView | None,
         detail: str | None,
     ) -> None:
-        if not self._log.enabled:
+        log = self.proxy.access_log
+        if not log.enabled:
             return
         line = None
         if request is not None:
-            line = f"{request.method.decode('ascii', 'replace')} {request.target.decode('ascii', 'replace')} HTTP/{request.http_version.decode()}"
-        self._log.write(
-            client=f"{client[0]}:{client[1]}",
-            vip=vip,
+            method, target = request.method.decode("ascii", "replace"), request.target.decode("ascii", "replace")
+            line = f"{method} {target} HTTP/{request.http_version.decode()}"
+        log.write(
+            client=self.client,
+            vip=self.vip,
             vs=vs.name,
             request=line,
             status=status,
@@ -484,16 +471,18 @@ class _Upload:
     async def run(
         self, conn: h11.Connection, stream: SocketIO, up: UpstreamConnection, vs: VirtualServer, scope: trio.CancelScope
     ) -> None:
+        """Copies body events until the client's EndOfMessage; cancels `scope` if it cannot."""
         member = up.http
+        idle = vs.timeouts.client_idle
+        timer = trio.CancelScope(deadline=trio.current_time() + idle)
         try:
-            with trio.fail_after(vs.timeouts.client_idle):
+            with timer:
                 while True:
                     event = conn.next_event()
                     if event is h11.NEED_DATA:
-                        data = await stream.receive_some(RECV_SIZE)
-                        conn.receive_data(data)
-                        continue
-                    if type(event) is h11.Data:
+                        timer.deadline = trio.current_time() + idle  # an idle timeout, not a total
+                        conn.receive_data(await stream.receive_some(RECV_SIZE))
+                    elif type(event) is h11.Data:
                         await up.stream.send_all(member.send(event))
                         await trio.lowlevel.checkpoint()
                     elif type(event) is h11.EndOfMessage:
@@ -501,32 +490,28 @@ class _Upload:
                         self.done = True
                         return
                     else:
-                        self.client_gone = True
-                        break
-        except (h11.RemoteProtocolError, trio.TooSlowError):
-            self.client_gone = True  # a truncated or stalled body: nothing useful can follow
+                        break  # the client closed mid-body
+        except h11.RemoteProtocolError:
+            pass  # a malformed body: nothing useful can follow
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.error = UpstreamProtocolError(f"sending request body failed: {exc!r}")
+        if self.error is None:
+            self.client_gone = True  # closed, malformed or stalled for client_idle
         scope.cancel()
 
 
-def _authority(request: h11.Request) -> tuple[bytes, bytes | None]:
-    """The origin-form target and the Host to route on.
+def _origin_form(target: bytes, host: bytes | None) -> bytes:
+    """The target in origin form, for the member.
 
     Raises:
         _Refused: 400 when an absolute-form target names another host than Host.
     """
-    host = None
-    for _, name, value in request.headers._full_items:
-        if name == b"host":
-            host = value
-    target = request.target
     if target[:1] == b"/" or target == b"*":
-        return target, host
+        return target
     if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
         parts = urlsplit(target)
         if host is not None and parts.netloc.lower() != host.lower():
             raise _Refused(400, "absolute-form target and Host name different hosts")
         path = parts.path or b"/"
-        return (path + b"?" + parts.query if parts.query else path), host or parts.netloc
+        return path + b"?" + parts.query if parts.query else path
     raise _Refused(400, "request target is neither origin-form nor absolute-form")

@@ -15,36 +15,42 @@ def names(items: list[hdr.Triple]) -> list[bytes]:
 
 def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
     items = triples(
-        (b"Host", b"a"), (b"Connection", b"close, X-Private"), (b"X-Private", b"1"),
+        (b"Host", b"a"), (b"Connection", b"close, X-Private"), (b"X-Private", b"1"), (b"Expect", b"100-continue"),
         (b"Keep-Alive", b"5"), (b"TE", b"trailers"), (b"Upgrade", b"websocket"), (b"X-Keep", b"1"),
     )
-    body = hdr.framing(items)
-    out = hdr.request_headers(items, client_ip=b"10.0.0.1", proto=b"http", host=b"a", body=body)
+    out, host, body = hdr.forward_request(items, client_ip=b"10.0.0.1", proto=b"http")
     assert names(out) == [b"host", b"x-keep", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"]
+    assert host == b"a" and not body.has_body
 
 
-def test_x_forwarded_for_appends_to_every_earlier_value() -> None:
+def test_x_forwarded_for_appends_to_every_earlier_value_and_proto_host_are_replaced() -> None:
     items = triples((b"X-Forwarded-For", b"1.1.1.1"), (b"X-Forwarded-For", b"2.2.2.2"), (b"X-Forwarded-Host", b"evil"))
-    out = hdr.request_headers(items, client_ip=b"3.3.3.3", proto=b"https", host=None, body=hdr.framing(items))
+    out, host, _ = hdr.forward_request(items, client_ip=b"3.3.3.3", proto=b"https")
+    assert host is None
     assert [(n, v) for _, n, v in out] == [
         (b"x-forwarded-for", b"1.1.1.1, 2.2.2.2, 3.3.3.3"),
         (b"x-forwarded-proto", b"https"),
     ]
 
 
-def test_content_length_beside_chunked_is_dropped() -> None:
+def test_content_length_beside_chunked_is_dropped_both_ways() -> None:
     items = triples((b"Content-Length", b"10"), (b"Transfer-Encoding", b"chunked"))
-    body = hdr.framing(items)
+    out, _, body = hdr.forward_request(items, client_ip=b"1.1.1.1", proto=b"http")
     assert body.both and body.chunked and body.has_body
-    out = hdr.request_headers(items, client_ip=b"1.1.1.1", proto=b"http", host=None, body=body)
     assert b"content-length" not in names(out)
     assert (b"transfer-encoding", b"chunked") in [(n, v) for _, n, v in out]
-    response = hdr.response_headers(items, body)
-    assert names(response) == [b"transfer-encoding"]
+    response, framing = hdr.forward_response(items)
+    assert framing.both and names(response) == [b"transfer-encoding"]
 
 
-def test_plain_headers_pass_untouched() -> None:
-    items = triples((b"Content-Type", b"text/plain"), (b"Content-Length", b"3"))
-    body = hdr.framing(items)
-    assert (body.chunked, body.content_length, body.both) == (False, 3, False)
-    assert hdr.response_headers(items, body) == items
+def test_a_connection_token_cannot_remove_host() -> None:
+    items = triples((b"Host", b"a"), (b"Connection", b"host"))
+    out, host, _ = hdr.forward_request(items, client_ip=b"1.1.1.1", proto=b"http")
+    assert host == b"a" and b"host" in names(out)
+
+
+def test_plain_response_headers_pass_untouched() -> None:
+    items = triples((b"Content-Type", b"text/plain"), (b"Content-Length", b"3"), (b"Connection", b"keep-alive, X-Hop"), (b"X-Hop", b"1"))
+    out, framing = hdr.forward_response(items)
+    assert (framing.chunked, framing.content_length, framing.both) == (False, 3, False)
+    assert names(out) == [b"content-type", b"content-length"]
