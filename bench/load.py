@@ -162,12 +162,17 @@ async def _run_connection(st: _State, conn: RawConn, slot: _Slot) -> None:
         if i >= 0:
             j = lower.find(b"\r\n", i + 17)
             total = end + 4 + int(head[i + 17 : j if j >= 0 else end])
-            while len(buf) < total:
-                data = await recv(65536)
-                if not data:
-                    raise _Closed
-                buf += data
-            buf = buf[total:]
+            if len(buf) >= total:
+                buf = buf[total:]
+            else:  # discard the rest of the body as it arrives, without keeping it
+                need = total - len(buf)
+                data = b""
+                while need > 0:
+                    data = await recv(65536)
+                    if not data:
+                        raise _Closed
+                    need -= len(data)
+                buf = data[len(data) + need :] if need < 0 else b""
         elif b"\r\ntransfer-encoding:" in lower and b"chunked" in lower:
             sk = ChunkedSkipper()
             pos = sk.feed(buf, end + 4)

@@ -554,7 +554,7 @@ def report(results: list[Scenario]) -> str:
 def fill_ratios(results: list[Scenario]) -> None:
     by = {sc.name: sc for sc in results if sc.status == "ok" and sc.load and sc.load.rps > 0}
     for sc in results:
-        if sc.name not in by or sc.load is None:
+        if sc.name not in by or sc.load is None or sc.name == "ceiling":
             continue
         if "direct" in by and by["direct"].load is not None:
             sc.ratio_direct = sc.load.rps / by["direct"].load.rps

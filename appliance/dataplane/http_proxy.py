@@ -42,6 +42,7 @@ LINGER_TIME = 1.0  # after an error response, read what the client still sends s
 LINGER_BYTES = 256 * 1024
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 _CLOSE = (b"Connection", b"connection", b"close")
+_END = h11.EndOfMessage()  # events are immutable; building one validates an empty trailer list each time
 
 _REASONS = {
     400: b"Bad Request",
@@ -198,7 +199,10 @@ class _Session:
                     if tracker.draining:
                         scope.cancel()
                 while event is h11.NEED_DATA:
-                    data = await stream.receive_some(RECV_SIZE)
+                    if waiting_idle:  # we just answered: the next request cannot be here yet
+                        data = await stream.receive_when_ready(RECV_SIZE)
+                    else:
+                        data = await stream.receive_some(RECV_SIZE)
                     if waiting_idle:
                         waiting_idle = False
                         tracker.idle_scopes.discard(scope)
@@ -311,7 +315,7 @@ class _Session:
         outcome = _Outcome(reused=up.reused)
         head = up.http.send(upstream_request)
         if not body.has_body:
-            head += up.http.send(h11.EndOfMessage())  # writes nothing, but completes h11's side
+            head += up.http.send(_END)  # writes nothing, but completes h11's side
             self.http.next_event()  # the request's EndOfMessage, already parsed
             await self._relay_response(vs, up, outcome, head, body.both)
             return outcome
@@ -356,7 +360,7 @@ class _Session:
                 event = member.next_event()
                 while True:
                     if event is h11.NEED_DATA:
-                        member.receive_data(await up.stream.receive_some(RECV_SIZE))
+                        member.receive_data(await up.stream.receive_when_ready(RECV_SIZE))
                     elif type(event) is not h11.InformationalResponse:
                         break  # 1xx are skipped: we answered Expect ourselves
                     event = member.next_event()
@@ -387,7 +391,7 @@ class _Session:
                         outcome.bytes_out += len(event.data)
                         out.append(conn.send(event))
                     elif type(event) is h11.EndOfMessage:
-                        out.append(conn.send(h11.EndOfMessage()))
+                        out.append(conn.send(_END))
                         waiting_on_client = True
                         scope.deadline = trio.current_time() + timeouts.client_idle
                         await stream.send_all(b"".join(out))
@@ -486,7 +490,7 @@ class _Upload:
                         await up.stream.send_all(member.send(event))
                         await trio.lowlevel.checkpoint()
                     elif type(event) is h11.EndOfMessage:
-                        await up.stream.send_all(member.send(h11.EndOfMessage()))
+                        await up.stream.send_all(member.send(_END))
                         self.done = True
                         return
                     else:

@@ -47,6 +47,15 @@ class SocketIO(trio.abc.HalfCloseableStream):
                 raise self._mapped(exc) from exc
             await trio.lowlevel.wait_readable(sock)
 
+    async def receive_when_ready(self, max_bytes: int | None = None) -> bytes:
+        """Waits for readability first: for answers that cannot be here yet.
+
+        After sending a request the response is never already there, so the
+        EAGAIN probe of ``receive_some`` would be a wasted syscall.
+        """
+        await trio.lowlevel.wait_readable(self.sock)
+        return await self.receive_some(max_bytes)
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         sock = self.sock
         try:

@@ -110,3 +110,17 @@ def test_parse_wrk() -> None:
     assert r.latency_ms["max"] == 8.72
     assert r.errors == {"connect": 0, "read": 3, "timeout": 3, "status": 1}
     assert r.members == {"web1": 156300, "web2": 156301}
+
+
+def test_chunked_skipper_any_split() -> None:
+    from bench._http import ChunkedSkipper
+
+    body = b"5;x=1\r\nhello\r\n10\r\n" + b"y" * 16 + b"\r\n0\r\nTrailer: 1\r\n\r\n"
+    data = body + b"NEXT"
+    for cut in range(len(data) + 1):
+        sk = ChunkedSkipper()
+        first = sk.feed(data[:cut])
+        if first >= 0:
+            assert first == len(body)
+            continue
+        assert sk.feed(data[cut:]) == len(body) - cut
