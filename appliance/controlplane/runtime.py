@@ -145,6 +145,9 @@ class Runtime:
                     old.since = now
                     self._record("admin", source, f"member {pool.name}/{member.name} admin state -> {member.state.value}")
                 old.config = member
+                for monitor in monitors:  # a changed rise/fall applies from the next probe on
+                    machine = old.machines[monitor.name]
+                    machine.rise, machine.fall = monitor.rise, monitor.fall
                 kept[key] = old
         self._members = kept
         self._balancers = {

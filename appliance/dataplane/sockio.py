@@ -21,9 +21,6 @@ from typing import Any
 
 import trio
 
-_BROKEN = (ConnectionError, TimeoutError)  # reset, refused, broken pipe, aborted, ETIMEDOUT
-
-
 class SocketIO(trio.abc.HalfCloseableStream):
     __slots__ = ("sock", "_closed")
 
@@ -41,8 +38,6 @@ class SocketIO(trio.abc.HalfCloseableStream):
                 return sock.recv(max_bytes or 65536)
             except BlockingIOError:
                 pass
-            except _BROKEN as exc:
-                raise trio.BrokenResourceError(exc) from exc
             except OSError as exc:
                 raise self._mapped(exc) from exc
             await trio.lowlevel.wait_readable(sock)
@@ -62,8 +57,6 @@ class SocketIO(trio.abc.HalfCloseableStream):
             sent = sock.send(data)
         except BlockingIOError:
             sent = 0
-        except _BROKEN as exc:
-            raise trio.BrokenResourceError(exc) from exc
         except OSError as exc:
             raise self._mapped(exc) from exc
         if sent == len(data):
@@ -75,8 +68,6 @@ class SocketIO(trio.abc.HalfCloseableStream):
                 view = view[sock.send(view) :]
             except BlockingIOError:
                 pass
-            except _BROKEN as exc:
-                raise trio.BrokenResourceError(exc) from exc
             except OSError as exc:
                 raise self._mapped(exc) from exc
 
@@ -111,6 +102,7 @@ class SocketIO(trio.abc.HalfCloseableStream):
         return self.sock.getpeername()
 
     def _mapped(self, exc: OSError) -> Exception:
+        """A reset, broken pipe or any other socket error is a broken stream, as in trio."""
         if self._closed or exc.errno == errno.EBADF:
             return trio.ClosedResourceError("the stream was closed")
         return trio.BrokenResourceError(exc)

@@ -223,3 +223,23 @@ async def test_head_request_passes_through(nursery: trio.Nursery) -> None:
             assert response.status_code == 200
             assert response.headers["content-length"] == "1000"
             assert (await client.get("/echo")).json()["method"] == "GET"
+
+
+async def test_a_handler_crash_costs_only_its_own_connection(nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance.dataplane import http_proxy
+
+    (origin,) = await start_origins(nursery, 1)
+    port = free_port()
+    async def read_head_then_crash(self, vs, first):  # type: ignore[no-untyped-def]
+        request = await real_read(self, vs, first)
+        if request is not None and request.target == b"/boom":
+            raise RuntimeError("a bug in one handler")
+        return request
+
+    real_read = http_proxy._Session._read_head
+    monkeypatch.setattr(http_proxy._Session, "_read_head", read_head_then_crash)
+    async with running_appliance(config_text(port, [origin.port])):
+        answer = await raw_exchange(port, b"GET /boom HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert answer == b""  # that connection is closed...
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/echo")).status_code == 200  # ...and the VIP still serves
