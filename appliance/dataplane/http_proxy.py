@@ -146,7 +146,6 @@ class _Session:
         while await self._one_request(first):
             self.http.start_next_cycle()
             first = False
-            await trio.lowlevel.checkpoint()  # I/O tries first: yield once per request
 
     async def _one_request(self, first: bool) -> bool:
         """Handles one request; True when the connection may carry another."""
@@ -194,10 +193,15 @@ class _Session:
         try:
             with scope:
                 event = conn.next_event()
-                if event is h11.NEED_DATA and waiting_idle:
-                    tracker.idle_scopes.add(scope)
-                    if tracker.draining:
-                        scope.cancel()
+                if waiting_idle:
+                    if event is h11.NEED_DATA:
+                        tracker.idle_scopes.add(scope)
+                        if tracker.draining:
+                            scope.cancel()
+                    else:
+                        # A pipelined request is already here: yield once, since
+                        # our I/O tries first and may never have to wait.
+                        await trio.lowlevel.checkpoint()
                 while event is h11.NEED_DATA:
                     if waiting_idle:  # we just answered: the next request cannot be here yet
                         data = await stream.receive_when_ready(RECV_SIZE)

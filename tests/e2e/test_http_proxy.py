@@ -243,3 +243,14 @@ async def test_a_handler_crash_costs_only_its_own_connection(nursery: trio.Nurse
         assert answer == b""  # that connection is closed...
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             assert (await client.get("/echo")).status_code == 200  # ...and the VIP still serves
+
+
+async def test_pipelined_requests_are_answered_in_order(nursery: trio.Nursery) -> None:
+    origins = await start_origins(nursery, 2)
+    port = free_port()
+    async with running_appliance(config_text(port, [o.port for o in origins])):
+        three = b"".join(b"GET /echo?n=%d HTTP/1.1\r\nHost: a\r\n\r\n" % n for n in range(3))
+        answer = await raw_exchange(port, three + b"GET /echo?n=3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    bodies = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0]) for part in answer.split(b"HTTP/1.1 200")[1:]]
+    assert [b["target"] for b in bodies] == ["/echo?n=0", "/echo?n=1", "/echo?n=2", "/echo?n=3"]
+    assert [b["origin"] for b in bodies] == ["o1", "o2", "o1", "o2"]
