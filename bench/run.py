@@ -1,13 +1,15 @@
 """Benchmark: the same HTTP load direct to an origin, through the appliance and through HAProxy.
 
-    python -m bench.run [--quick] [-c 50] [-d 10] [--tool python|wrk] [--json FILE] ...
+    python -m bench.run [--quick] [-c 50] [-d 10] [--tool python|wrk] [--origins nginx|python] [--json FILE] ...
 
-(`make bench` runs it with the defaults.) It starts 3 origins (`bench.origin`)
-on free loopback ports, then runs one closed-loop keep-alive load per scenario:
+(`make bench` runs it with the defaults.) It starts 3 origins on free loopback
+ports -- nginx (1 process each, ``return 200 "ok\\n"``, as in the baseline) when
+nginx is installed, else ``bench.origin`` -- then runs one closed-loop
+keep-alive load per scenario:
 
 * ``direct``    -- to the first origin, no proxy in between;
 * ``appliance`` -- through ``.venv/bin/appliance run -c TMPCONF`` (round robin over the 3 origins);
-* ``haproxy``   -- through HAProxy with the equivalent config, when ``haproxy`` is on PATH;
+* ``haproxy``   -- through HAProxy with the equivalent config, when ``haproxy`` is installed;
 * ``ceiling``   -- (``--calibrate``) the load tool against a target that costs it
                    nothing (HAProxy answering by itself, else one origin on its own CPU):
                    what the load tool can do at most.
@@ -44,7 +46,9 @@ REPO = Path(__file__).resolve().parent.parent
 LOAD_CPU = 0
 PROXY_CPU = 1
 HOST = "127.0.0.1"
-INSTALL_HINT = "apt-get install haproxy wrk"
+INSTALL_HINT = "apt-get install haproxy nginx wrk"
+NGINX_HINT = "apt-get install nginx"
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")  # often missing from a non-root PATH
 
 
 # ---------------------------------------------------------------------------
@@ -135,10 +139,38 @@ class Procs:
             self.stop(proc, grace=5.0)
 
 
-def start_origin(procs: Procs, name: str, pin: bool, body_size: int) -> tuple[subprocess.Popen[bytes], int]:
+def find_tool(name: str) -> str | None:
+    """``name`` on PATH, else in the sbin directories (where Debian puts nginx and haproxy)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in SBIN_DIRS:
+        path = os.path.join(d, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def choose_origins(requested: str | None, nginx: str | None) -> tuple[str, str]:
+    """(origin kind, why): ``requested`` if given, else nginx when installed, else python."""
+    if requested == "python":
+        return "python", "chosen with --origins python"
+    if requested == "nginx":
+        return "nginx", f"chosen with --origins nginx; {nginx}"
+    if nginx:
+        return "nginx", f"default, nginx found at {nginx}; --origins python for the Python origins"
+    return "python", (
+        f"default, nginx is not installed ({NGINX_HINT} for the baseline's nginx origins); the Python origins "
+        "saturate CPU 0 and hold HAProxy back, so 'vs haproxy' flatters the appliance"
+    )
+
+
+def start_python_origin(
+    procs: Procs, name: str, pin: bool, body_size: int, cpu: int = LOAD_CPU
+) -> tuple[subprocess.Popen[bytes], int]:
     proc = procs.start(
         [sys.executable, "-m", "bench.origin", "--port", "0", "--name", name, "--body-size", str(body_size)],
-        LOAD_CPU,
+        cpu,
         pin,
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -158,6 +190,116 @@ def start_origin(procs: Procs, name: str, pin: bool, body_size: int) -> tuple[su
         procs.stop(proc)
         raise StartError(f"origin {name} did not start (got {line!r})")
     return proc, int(m.group(1))
+
+
+# The body goes inline in `return 200 "..."` up to this size; nginx's config
+# reader rejects a token much over 4 KiB, so larger bodies are served from a file.
+NGINX_INLINE_BODY_MAX = 2048
+
+
+def _nginx_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def nginx_config(name: str, port: int, workdir: Path, body: bytes = b"ok\n") -> str:
+    """A one-process nginx origin like the baseline's backends (``return 200 "ok\\n"``).
+
+    Every path it writes (pid, error log, temp dirs) is inside ``workdir``. The
+    body is inline when small, else read from ``workdir/body`` (the caller writes it).
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"origin name {name!r}: letters, digits, _ . - only")
+    d = workdir.resolve()
+
+    def q(leaf: str) -> str:
+        return _nginx_quote(str(d / leaf))
+
+    if len(body) <= NGINX_INLINE_BODY_MAX:
+        if b"$" in body or b"\r" in body:  # `return` text interpolates $variables
+            raise ValueError("an inline nginx body must not contain '$' or CR")
+        serve = f"return 200 {_nginx_quote(body.decode('latin-1'))};"
+    else:
+        serve = f"root {_nginx_quote(str(d))};\n            try_files /body =500;"
+    return f"""# bench origin {name} (written by bench/run.py)
+daemon off;
+master_process off;  # one process serves: it is the PID the bench starts, pins and stops
+worker_processes 1;
+pid {q("nginx.pid")};
+error_log {q("error.log")} warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    access_log off;
+    server_tokens off;
+    default_type text/plain;
+    sendfile on;
+    keepalive_requests 10000000;
+    keepalive_timeout 75s;
+    client_body_temp_path {q("client_body")};
+    proxy_temp_path {q("proxy")};
+    fastcgi_temp_path {q("fastcgi")};
+    uwsgi_temp_path {q("uwsgi")};
+    scgi_temp_path {q("scgi")};
+
+    server {{
+        listen {HOST}:{port};
+        location / {{
+            add_header X-Origin {name} always;
+            {serve}
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx_origin(
+    procs: Procs, nginx: str, name: str, pin: bool, body_size: int, tmp: Path, cpu: int = LOAD_CPU
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start nginx as origin ``name`` on a free port; returns once the port accepts."""
+    from bench.origin import make_body
+
+    workdir = tmp / f"origin-{name}"
+    workdir.mkdir(exist_ok=True)
+    body = make_body(body_size)
+    if len(body) > NGINX_INLINE_BODY_MAX:
+        (workdir / "body").write_bytes(body)
+    conf = workdir / "nginx.conf"
+    log = workdir / "stderr.log"
+    last: StartError | None = None
+    for _ in range(3):  # the free port can be taken before nginx binds it
+        port = free_port()
+        conf.write_text(nginx_config(name, port, workdir, body))
+        # -p: prefix for relative paths; -e: the log used before the config is read
+        argv = [nginx, "-p", f"{workdir}/", "-e", str(workdir / "error.log"), "-c", str(conf)]
+        with open(log, "wb") as logf:
+            try:
+                proc = procs.start(argv, cpu, pin, cwd=workdir, stdout=logf, stderr=logf)
+            except OSError as exc:
+                raise StartError(f"cannot start nginx origin {name}: {exc}") from None
+        try:
+            wait_listening(proc, port, START_TIMEOUT, f"nginx origin {name}", log)
+            return proc, port
+        except StartError as exc:
+            procs.stop(proc)
+            last = exc
+            if "Address already in use" not in str(exc):
+                break
+    assert last is not None
+    raise last
+
+
+def start_origin(
+    procs: Procs, kind: str, name: str, pin: bool, body_size: int, tmp: Path, cpu: int = LOAD_CPU
+) -> tuple[subprocess.Popen[bytes], int]:
+    if kind == "nginx":
+        nginx = find_tool("nginx")
+        if nginx is None:
+            raise StartError(f"nginx is not installed ({NGINX_HINT})")
+        return start_nginx_origin(procs, nginx, name, pin, body_size, tmp, cpu)
+    return start_python_origin(procs, name, pin, body_size, cpu)
 
 
 def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float, what: str, log: Path | None) -> None:
@@ -501,20 +643,17 @@ def progress(msg: str) -> None:
     print(f"# {msg}", file=sys.stderr, flush=True)
 
 
-def calibrate_with_origin(procs: Procs, args: argparse.Namespace, pin: bool, wrk_script: Path) -> Scenario:
-    port = free_port()
-    argv = [sys.executable, "-m", "bench.origin", "--port", str(port), "--name", "ceiling"]
+def calibrate_with_origin(procs: Procs, args: argparse.Namespace, pin: bool, tmp: Path, wrk_script: Path) -> Scenario:
     try:
-        proc = procs.start(argv, PROXY_CPU, pin, cwd=REPO, stdout=subprocess.DEVNULL)
-    except OSError as exc:
-        return Scenario("ceiling", status="failed", reason=str(exc))
-    try:
-        wait_listening(proc, port, START_TIMEOUT, "ceiling origin", None)
-        sc = measure("ceiling", port, proc.pid, args, pin, wrk_script)
-        sc.reason = "target: a Python origin alone on the proxy CPU (a lower bound of the ceiling)"
-        return sc
+        proc, port = start_origin(procs, args.origins, "ceiling", pin, args.body_size, tmp, cpu=PROXY_CPU)
     except (StartError, OSError) as exc:
         return Scenario("ceiling", status="failed", reason=str(exc))
+    try:
+        sc = measure("ceiling", port, proc.pid, args, pin, wrk_script)
+        sc.reason = f"target: a {args.origins} origin alone on the proxy CPU (a lower bound of the ceiling)"
+        return sc
+    except Exception as exc:
+        return Scenario("ceiling", status="failed", reason=f"{type(exc).__name__}: {exc}")
     finally:
         procs.stop(proc)
 
@@ -564,10 +703,11 @@ def fill_ratios(results: list[Scenario]) -> None:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "trio": trio.__version__}
-    for tool, argv in (("haproxy", ["haproxy", "-v"]), ("wrk", ["wrk", "-v"])):
-        if shutil.which(tool):
+    for tool, flag in (("haproxy", "-v"), ("nginx", "-v"), ("wrk", "-v")):
+        exe = find_tool(tool)
+        if exe:
             try:
-                p = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+                p = subprocess.run([exe, flag], capture_output=True, text=True, timeout=5)
                 out[tool] = (p.stdout or p.stderr).strip().splitlines()[0]
             except (OSError, subprocess.SubprocessError, IndexError):
                 pass
@@ -594,6 +734,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--access-log", action="store_true", help="appliance logs access to stderr (sent to /dev/null)")
     ap.add_argument("--appliance", default=None, help="appliance command (default: .venv/bin/appliance)")
     ap.add_argument("--body-size", type=int, default=3, help="origin response body bytes (3 = 'ok\\n')")
+    ap.add_argument(
+        "--origins",
+        choices=("python", "nginx"),
+        default=None,
+        help="origin servers: nginx (default when installed; as in the baseline) or python (bench.origin)",
+    )
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     ap.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON to FILE")
     args = ap.parse_args(argv)
@@ -609,6 +755,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--tool wrk: wrk is not on PATH ({INSTALL_HINT})")
     if args.connections < 1 or args.duration <= 0 or args.max_requests < 1:
         ap.error("-c, -d and --max-requests must be positive")
+    nginx = find_tool("nginx")
+    if args.origins == "nginx" and nginx is None:
+        ap.error(f"--origins nginx: nginx is not on PATH nor in {', '.join(SBIN_DIRS)} ({NGINX_HINT})")
+    args.origins, args.origins_why = choose_origins(args.origins, nginx)
     return args
 
 
@@ -625,7 +775,9 @@ def main(argv: list[str] | None = None) -> int:
         and len(os.sched_getaffinity(0)) >= 2
         and {LOAD_CPU, PROXY_CPU} <= os.sched_getaffinity(0)
     )
-    have_haproxy = shutil.which("haproxy") is not None
+    haproxy = find_tool("haproxy")
+    have_haproxy = haproxy is not None
+    progress(f"origins: {args.origins}: {args.origins_why}")
     progress(
         f"{args.tool} load, -c {args.connections} -d {args.duration:g}, warm-up {args.warmup:g}s; "
         + (f"pinned: proxy on CPU {PROXY_CPU}, origins + load on CPU {LOAD_CPU}" if pin else "not pinned")
@@ -640,12 +792,12 @@ def main(argv: list[str] | None = None) -> int:
             wrk_script = tmp / "members.lua"
             wrk_script.write_text(WRK_LUA)
             try:
-                origins = [start_origin(procs, f"web{i}", pin, args.body_size) for i in (1, 2, 3)]
+                origins = [start_origin(procs, args.origins, f"web{i}", pin, args.body_size, tmp) for i in (1, 2, 3)]
             except StartError as exc:
                 print(f"cannot start the origins: {exc}", file=sys.stderr)
                 return 2
             ports = [p for _, p in origins]
-            progress(f"origins web1..3 on {', '.join(f'{HOST}:{p}' for p in ports)}")
+            progress(f"{args.origins} origins web1..3 on {', '.join(f'{HOST}:{p}' for p in ports)}")
 
             if "direct" in args.scenarios:
                 progress(f"direct: load on {HOST}:{ports[0]}")
@@ -679,28 +831,28 @@ def main(argv: list[str] | None = None) -> int:
                     )
 
             if "haproxy" in args.scenarios:
-                if have_haproxy:
+                if haproxy is not None:
                     port = free_port()
                     results.append(
                         run_proxy_scenario(
-                            "haproxy", ["haproxy", "-db", "-f", "{CONF}"], haproxy_config(port, ports),
+                            "haproxy", [haproxy, "-db", "-f", "{CONF}"], haproxy_config(port, ports),
                             "haproxy.cfg", port, procs, args, pin, tmp, wrk_script,
                         )
                     )
                 else:
                     results.append(
-                        Scenario("haproxy", status="skipped", reason=f"haproxy is not on PATH; to compare, install it: {INSTALL_HINT}")
+                        Scenario("haproxy", status="skipped", reason=f"haproxy is not installed; to compare, install it: {INSTALL_HINT}")
                     )
 
             if args.calibrate:
-                if have_haproxy:
+                if haproxy is not None:
                     port = free_port()
                     sc = run_proxy_scenario(
-                        "ceiling", ["haproxy", "-db", "-f", "{CONF}"], haproxy_return_config(port),
+                        "ceiling", [haproxy, "-db", "-f", "{CONF}"], haproxy_return_config(port),
                         "haproxy-return.cfg", port, procs, args, pin, tmp, wrk_script,
                     )
                 else:  # a lower bound: a Python origin alone on the proxy CPU
-                    sc = calibrate_with_origin(procs, args, pin, wrk_script)
+                    sc = calibrate_with_origin(procs, args, pin, tmp, wrk_script)
                 results.append(sc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -713,6 +865,12 @@ def main(argv: list[str] | None = None) -> int:
     notes = []
     if not pin:
         notes.append("not pinned (taskset missing, fewer than 2 CPUs, or --no-pin)")
+    if args.origins == "python" and "haproxy" in args.scenarios:
+        notes.append(
+            "Python origins: they and the load tool saturate CPU 0, so HAProxy is held back and 'vs haproxy' "
+            "flatters the appliance"
+            + ("; use --origins nginx" if find_tool("nginx") else f" ({NGINX_HINT}, then --origins nginx)")
+        )
     if args.tool == "python":
         notes.append("the Python load generator caps throughput (see --calibrate): 'vs direct' is a floor")
     for sc in results:  # direct traffic leaves the proxy CPU idle; if not, something else ran
@@ -736,6 +894,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup": args.warmup,
                 "max_requests": args.max_requests,
                 "body_size": args.body_size,
+                "origins": args.origins,
                 "access_log": args.access_log,
                 "pinned": pin,
                 "load_cpu": LOAD_CPU if pin else None,
