@@ -186,31 +186,33 @@ class _Session:
         conn, stream, tracker = self.http, self.stream, self.proxy.tracker
         fed = 0 if first else len(conn.trailing_data[0])
         timeouts = vs.timeouts
-        # One scope for the whole head: first the keep-alive wait (client_idle,
-        # ended at once by a drain), then, from the first byte, client_header.
+        # One scope for the whole head. Until its first byte the connection is
+        # idle (a drain ends it at once) and, between keep-alive requests, waits
+        # up to client_idle; from the first byte client_header applies (from the
+        # accept for a connection's first request, as HAProxy's http-request).
         scope = trio.CancelScope(deadline=trio.current_time() + (timeouts.client_header if first else timeouts.client_idle))
-        waiting_idle = not first
+        idle = True
         try:
             with scope:
                 event = conn.next_event()
-                if waiting_idle:
-                    if event is h11.NEED_DATA:
-                        tracker.idle_scopes.add(scope)
-                        if tracker.draining:
-                            scope.cancel()
-                    else:
-                        # A pipelined request is already here: yield once, since
-                        # our I/O tries first and may never have to wait.
-                        await trio.lowlevel.checkpoint()
+                if event is h11.NEED_DATA:
+                    tracker.idle_scopes.add(scope)
+                    if tracker.draining:
+                        scope.cancel()
+                elif not first:
+                    # A pipelined request is already here: yield once, since our
+                    # I/O tries first and may never have to wait.
+                    await trio.lowlevel.checkpoint()
                 while event is h11.NEED_DATA:
-                    if waiting_idle:  # we just answered: the next request cannot be here yet
+                    if idle and not first:  # we just answered: the next request cannot be here yet
                         data = await stream.receive_when_ready(RECV_SIZE)
                     else:
                         data = await stream.receive_some(RECV_SIZE)
-                    if waiting_idle:
-                        waiting_idle = False
+                    if idle:
+                        idle = False
                         tracker.idle_scopes.discard(scope)
-                        scope.deadline = trio.current_time() + timeouts.client_header
+                        if not first:
+                            scope.deadline = trio.current_time() + timeouts.client_header
                     fed += len(data)
                     conn.receive_data(data)
                     event = conn.next_event()

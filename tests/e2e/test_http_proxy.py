@@ -254,3 +254,19 @@ async def test_pipelined_requests_are_answered_in_order(nursery: trio.Nursery) -
     bodies = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0]) for part in answer.split(b"HTTP/1.1 200")[1:]]
     assert [b["target"] for b in bodies] == ["/echo?n=0", "/echo?n=1", "/echo?n=2", "/echo?n=3"]
     assert [b["origin"] for b in bodies] == ["o1", "o2", "o1", "o2"]
+
+
+async def test_drain_ends_idle_connections_at_once(nursery: trio.Nursery) -> None:
+    (origin,) = await start_origins(nursery, 1)
+    port = free_port()
+    text = config_text(port, [origin.port]).replace("shutdown_grace: 2s", "shutdown_grace: 30s")
+    async with running_appliance(text) as appliance:
+        silent = await trio.open_tcp_stream("127.0.0.1", port)  # connected, never speaks
+        kept = await trio.open_tcp_stream("127.0.0.1", port)  # idle between keep-alive requests
+        await kept.send_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert (await kept.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
+        appliance.stop()
+        with trio.fail_after(5):  # far below both client_header (10s) and shutdown_grace (30s)
+            assert await silent.receive_some(100) == b""
+            assert await kept.receive_some(100) == b""
+            await appliance.tracker.wait_all_closed()
