@@ -64,23 +64,23 @@ async def run_demo(config_path: str) -> int:
     appliance = Appliance(config_path, config)
     failures: list[str] = []
     try:
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as backends:
             for member in pool.members:
-                await nursery.start(serve_backend, member.name, member.address.host, member.address.port)
-            await nursery.start(appliance.handle_signals)
-            await nursery.start(appliance.run)
-            url = f"http://{vs.endpoints[0]}/"
-            print(
-                f"\nDemo running: {len(pool.members)} backends behind virtual server {vs.name!r}.\n"
-                f"  try:   curl -s {url}   (repeat it: round robin over {', '.join(m.name for m in pool.members)})\n"
-                f"  watch: the access log below, one line per request\n"
-                f"  stop:  Ctrl-C (drains, then exits)\n"
-                f"  The admin API, `appliance ctl` and the TUI (`appliance-tui`) arrive in a later release.\n",
-                flush=True,
-            )
-            await appliance._stop.wait()
-            await trio.sleep(0)  # let `run` finish its drain before the backends go
-            nursery.cancel_scope.cancel()
+                await backends.start(serve_backend, member.name, member.address.host, member.address.port)
+            async with trio.open_nursery() as front:
+                await front.start(appliance.handle_signals)
+                await front.start(appliance.run)
+                url = f"http://{vs.endpoints[0]}/"
+                print(
+                    f"\nDemo running: {len(pool.members)} backends behind virtual server {vs.name!r}.\n"
+                    f"  try:   curl -s {url}   (repeat it: round robin over {', '.join(m.name for m in pool.members)})\n"
+                    f"  watch: the access log below, one line per request\n"
+                    f"  stop:  Ctrl-C (drains, then exits)\n"
+                    f"  The admin API, `appliance ctl` and the TUI (`appliance-tui`) arrive in a later release.\n",
+                    flush=True,
+                )
+            # The appliance has drained: now the backends may go.
+            backends.cancel_scope.cancel()
     except* (StartError, OSError) as group:
         failures = [str(exc) for exc in leaf_exceptions(group)]
     for failure in failures:

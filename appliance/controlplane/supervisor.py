@@ -12,6 +12,7 @@ busy ones get until `shutdown_grace` to finish, then are cancelled.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,7 @@ from appliance.controlplane.monitors import MonitorSupervisor
 from appliance.controlplane.runtime import Runtime
 from appliance.core.config import load_config
 from appliance.core.model import Config, Endpoint, Mode
-from appliance.dataplane.access_log import AccessLog
+from appliance.dataplane.access_log import AccessLog, open_target
 from appliance.dataplane.http_proxy import HttpProxy
 from appliance.dataplane.listen import Listeners
 from appliance.dataplane.sockio import SocketIO
@@ -112,13 +113,21 @@ class Appliance:
             LOGGER.error("reload rejected: keeping the running configuration")
             return errors
         assert self.listeners is not None and self._service_nursery is not None
+        log_spec = config.appliance.log
+        log_fd = None
         try:
+            if log_spec != self.access_log.spec:
+                log_fd = open_target(log_spec)
             await self.listeners.apply(wanted_listeners(config), self._service_nursery)
         except StartError as exc:
+            if log_fd is not None and log_spec.access not in ("stderr", "off"):
+                os.close(log_fd)
             LOGGER.error("reload rejected: %s; keeping the running configuration", exc)
             return str(exc).splitlines()
         _log_not_yet_supported(config)
         self.runtime.reload(config)
+        if log_fd is not None:
+            self.access_log.reconfigure(log_spec, log_fd)
         self.monitors.sync()
         keep = {m.address for pool in config.pools.values() for m in pool.members}
         await self.upstreams.close_endpoints(keep)

@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from appliance.core.model import LogFormat, LogSpec
+from appliance.errors import StartError
 
 FLUSH_INTERVAL = 0.2  # seconds: a tail -f still feels live
 FLUSH_BYTES = 64 * 1024  # a full pipe buffer's worth
@@ -24,14 +25,24 @@ FLUSH_BYTES = 64 * 1024  # a full pipe buffer's worth
 
 class AccessLog:
     def __init__(self, spec: LogSpec) -> None:
-        self.enabled = spec.access != "off"
-        self._json = spec.format is LogFormat.JSON
-        self._path = None if spec.access in ("stderr", "off") else spec.access
         self._lines: list[str] = []
         self._size = 0
         self._wake = trio.Event()
         self._stamp_second = -1
         self._stamp = ""
+        self._pending: tuple[LogSpec, int] | None = None
+        self._apply(spec)
+
+    def _apply(self, spec: LogSpec) -> None:
+        self.spec = spec
+        self.enabled = spec.access != "off"
+        self._json = spec.format is LogFormat.JSON
+        self._path = None if spec.access in ("stderr", "off") else spec.access
+
+    def reconfigure(self, spec: LogSpec, fd: int) -> None:
+        """Switches to a reloaded `appliance.log` whose target `open_target` opened."""
+        self._pending = (spec, fd)
+        self._wake.set()
 
     def write(self, **fields: Any) -> None:
         """Formats one entry; fields in the order given, `None` values left out."""
@@ -54,11 +65,7 @@ class AccessLog:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flushes until cancelled, then once more."""
-        fd = sys.stderr.fileno() if self._path is None else None
-        if self._path is not None:
-            os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)
-            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        assert fd is not None
+        fd = open_target(self.spec)
         task_status.started()
         try:
             while True:
@@ -66,11 +73,18 @@ class AccessLog:
                     await self._wake.wait()
                 self._wake = trio.Event()
                 await self._flush(fd)
+                if self._pending is not None:
+                    self._close(fd)
+                    (spec, fd), self._pending = self._pending, None
+                    self._apply(spec)
         finally:
             with trio.CancelScope(shield=True):
                 await self._flush(fd)
-                if self._path is not None:
-                    os.close(fd)
+                self._close(fd)
+
+    def _close(self, fd: int) -> None:
+        if self._path is not None:
+            os.close(fd)
 
     async def _flush(self, fd: int) -> None:
         if not self._lines:
@@ -81,6 +95,21 @@ class AccessLog:
             _write_all(fd, data)
         else:
             await trio.to_thread.run_sync(_write_all, fd, data)
+
+
+def open_target(spec: LogSpec) -> int:
+    """The file descriptor lines go to for `spec` (stderr for "stderr" and "off").
+
+    Raises:
+        StartError: the log file cannot be opened, naming it.
+    """
+    if spec.access in ("stderr", "off"):
+        return sys.stderr.fileno()
+    try:
+        os.makedirs(os.path.dirname(spec.access) or ".", exist_ok=True)
+        return os.open(spec.access, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    except OSError as exc:
+        raise StartError(f"appliance.log.access: cannot open {spec.access}: {exc.strerror or exc}") from exc
 
 
 def _write_all(fd: int, data: bytes) -> None:

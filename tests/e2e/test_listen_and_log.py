@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from helpers import Origin, free_port, running_appliance
 
@@ -68,3 +69,24 @@ async def test_ipv6_listener_and_text_access_log(nursery: trio.Nursery, tmp_path
     assert forwarded["x-forwarded-for"] == "::1"
     line = log.read_text().strip()
     assert f"vip=[::1]:{port}" in line and 'request="GET /echo HTTP/1.1"' in line and "status=200" in line
+
+
+async def test_reload_moves_the_access_log_and_refuses_a_log_it_cannot_open(nursery: trio.Nursery, tmp_path: Path) -> None:
+    origin = await nursery.start(Origin("o").serve)
+    port = free_port()
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    path = tmp_path / "a.yaml"
+    path.write_text(conf(f"127.0.0.1:{port}", origin.port, f"{{access: {first}}}"))
+    async with running_appliance(path.read_text(), str(path)) as appliance:
+        async with httpx.AsyncClient() as client:
+            await client.get(f"http://127.0.0.1:{port}/one")
+            path.write_text(conf(f"127.0.0.1:{port}", origin.port, f"{{access: {tmp_path}/no/such/dir/x.log}}"))
+            (tmp_path / "no").write_text("a file, not a directory")
+            errors = await appliance.reload()
+            assert errors and "appliance.log.access: cannot open" in errors[0]
+            path.write_text(conf(f"127.0.0.1:{port}", origin.port, f"{{access: {second}}}"))
+            assert await appliance.reload() == []
+            await trio.testing.wait_all_tasks_blocked()  # the log task has switched files
+            await client.get(f"http://127.0.0.1:{port}/two")
+    assert "GET /one" in first.read_text() and "GET /two" not in first.read_text()
+    assert "GET /two" in second.read_text()
