@@ -42,7 +42,7 @@ class Origin:
     requests: list[dict[str, object]] = field(default_factory=list)
 
     async def serve(self, *, task_status: trio.TaskStatus[Origin] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        listeners = await trio.open_tcp_listeners(self.port, host="127.0.0.1")  # 0: any free port
         self.port = listeners[0].socket.getsockname()[1]
         task_status.started(self)
         await trio.serve_listeners(self._handle, listeners)

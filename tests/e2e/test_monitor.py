@@ -38,5 +38,10 @@ async def test_stopped_member_leaves_rotation_and_returns(nursery: trio.Nursery)
             b_scope.cancel()  # member b stops listening
             await wait_for(lambda: health("m2") == "down")
             assert {(await client.get("/echo")).json()["origin"] for _ in range(4)} == {"a"}
-        event = appliance.runtime.events[-1]
-        assert "web/m2 health up -> down" in event.message and "connect refused" in event.message
+            await nursery.start(Origin("b-again", port=b.port).serve)  # b comes back on its address
+            await wait_for(lambda: health("m2") == "up")
+            assert {(await client.get("/echo")).json()["origin"] for _ in range(4)} == {"a", "b-again"}
+        messages = [event.message for event in appliance.runtime.events]
+        down = next(m for m in messages if "web/m2 health up -> down" in m)
+        assert "connect refused" in down
+        assert "web/m2 health down -> up" in messages[-1]
