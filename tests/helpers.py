@@ -32,6 +32,7 @@ class Origin:
     /slow       never answers
     /reset      resets the connection (SO_LINGER 0)
     /garbage    sends bytes with no line end, then waits
+    /partial-head  a plausible status line and a header without their line end, then waits
     /trailing   a complete response followed by a forged second one
     /close      answers with Connection: close
     """
@@ -92,6 +93,9 @@ class Origin:
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             stream.socket.close()
             return False
+        if path == "/partial-head":
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2")  # never finishes the line
+            await trio.sleep_forever()
         if path == "/garbage":
             await stream.send_all(b"\x00garbage without any line end")
             await trio.sleep_forever()

@@ -82,6 +82,7 @@ class _Outcome:
 
     reused: bool = False  # the member connection came from the idle pool
     status: int = 0  # what the client got; 0 = nothing yet
+    response_time: float = 0.0  # request sent to response head received (feeds `fastest`)
     bytes_out: int = 0
     error: UpstreamError | None = None
     client_gone: bool = False
@@ -273,6 +274,9 @@ class _Session:
         finally:
             member.stats.closed()
             balancer.on_close(member)
+        if outcome.head_sent:
+            balancer.observe(member, outcome.response_time)
+            member.stats.requests += 1
         if outcome.error is not None:
             member.stats.failures += 1
         if outcome.error is not None or not self.proxy.upstreams.release(up, trio.current_time()):
@@ -357,7 +361,8 @@ class _Session:
         """
         conn, stream, member = self.http, self.stream, up.http
         timeouts = vs.timeouts
-        scope = trio.CancelScope(deadline=trio.current_time() + timeouts.server)
+        sent_at = trio.current_time()
+        scope = trio.CancelScope(deadline=sent_at + timeouts.server)
         waiting_on_client = False
         try:
             with scope:
@@ -372,6 +377,7 @@ class _Session:
                     event = member.next_event()
                 if type(event) is not h11.Response:
                     raise UpstreamProtocolError("member closed the connection before responding")
+                outcome.response_time = trio.current_time() - sent_at
                 sent, _ = hdr.forward_response(event.headers._full_items)
                 if close or self.proxy.tracker.draining:
                     sent.append(_CLOSE)

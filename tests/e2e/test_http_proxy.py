@@ -37,9 +37,11 @@ async def raw_exchange(port: int, data: bytes, *, read_until_close: bool = True)
 async def test_keep_alive_round_robin_and_member_connection_reuse(nursery: trio.Nursery) -> None:
     origins = await start_origins(nursery, 2)
     port = free_port()
-    async with running_appliance(config_text(port, [o.port for o in origins])):
+    async with running_appliance(config_text(port, [o.port for o in origins])) as appliance:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             seen = [(await client.get("/echo")).json()["origin"] for _ in range(6)]
+        pool = appliance.runtime.snapshot.pools["web"]
+        assert [(m.stats.requests, m.stats.total, m.stats.active) for m in pool.members] == [(3, 3, 0), (3, 3, 0)]
     assert seen == ["o1", "o2", "o1", "o2", "o1", "o2"]
     # Six requests, two members: keep-alive to members means one connection each.
     assert [o.connections for o in origins] == [1, 1]
@@ -154,6 +156,7 @@ async def test_member_failures_are_502_and_504(nursery: trio.Nursery) -> None:
             assert (await client.get("/reset")).status_code == 502
             assert (await client.get("/garbage")).status_code == 502
             assert (await client.get("/slow")).status_code == 504
+            assert (await client.get("/partial-head")).status_code == 504  # h11 alone would wait forever
             assert (await client.get("/echo")).status_code == 200
 
 
