@@ -1,10 +1,11 @@
 """The process: start order, signals, reload and graceful drain.
 
 Start: load and validate the config (nothing is bound if it fails), build the
-runtime, start the access log and the monitors, bind every listener (a bind
-failure stops the start), then wait for signals. SIGHUP reloads: a config that
-fails validation, or whose new listeners cannot be bound, leaves everything as
-it was and is reported; a good one is applied without touching connections in
+runtime, start the access log, load every certificate and key, bind every
+listener (a bind or certificate failure stops the start), start the monitors,
+then wait for signals. SIGHUP reloads: a config that fails validation, a
+certificate that cannot be loaded, or new listeners that cannot be bound leave
+everything as it was and are reported; a good one is applied without touching connections in
 flight. SIGTERM/SIGINT drain: listeners close, idle keep-alive connections end,
 busy ones get until `shutdown_grace` to finish, then are cancelled.
 """
@@ -14,8 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Mapping
-from typing import Any
 
 import trio
 
@@ -23,26 +24,53 @@ from appliance import __version__
 from appliance.controlplane.monitors import MonitorSupervisor
 from appliance.controlplane.runtime import Runtime
 from appliance.core.config import load_config
-from appliance.core.model import Config, Endpoint, Mode
+from appliance.core.model import Config, Endpoint
 from appliance.dataplane.access_log import AccessLog, open_target
+from appliance.dataplane.dispatch import Dispatcher
 from appliance.dataplane.http_proxy import HttpProxy
 from appliance.dataplane.listen import Listeners
-from appliance.dataplane.sockio import SocketIO
+from appliance.dataplane.tcp_relay import TcpRelay
+from appliance.dataplane.tls import client_context, server_context
 from appliance.dataplane.tracker import ConnectionTracker
-from appliance.dataplane.upstream import UpstreamPools
+from appliance.dataplane.upstream import MemberTls, UpstreamPools
 from appliance.errors import ConfigError, StartError
 
 LOGGER = logging.getLogger("appliance.supervisor")
 
 
 def wanted_listeners(config: Config) -> Mapping[Endpoint, str]:
-    """Endpoint -> virtual server name, for the modes this release serves."""
-    return {
-        endpoint: vs.name
-        for vs in config.virtual_servers.values()
-        if vs.mode is Mode.HTTP
-        for endpoint in vs.endpoints
-    }
+    """Endpoint -> virtual server name."""
+    return {endpoint: vs.name for vs in config.virtual_servers.values() for endpoint in vs.endpoints}
+
+
+def tls_contexts(config: Config) -> tuple[dict[str, ssl.SSLContext], dict[str, MemberTls]]:
+    """Every virtual server's server context and every pool's context to its members.
+
+    Certificates and keys are read here, at start and at every reload.
+
+    Raises:
+        StartError: naming each certificate, key or CA file that cannot be used.
+    """
+    errors: list[str] = []
+    server: dict[str, ssl.SSLContext] = {}
+    member: dict[str, MemberTls] = {}
+    for vs in config.virtual_servers.values():
+        if vs.tls is not None:
+            try:
+                server[vs.name] = server_context(vs.name, vs.tls)
+            except StartError as exc:
+                errors.extend(str(exc).splitlines())
+    for pool in config.pools.values():
+        if pool.tls is not None:
+            try:
+                context = client_context(pool.tls, f"pools.{pool.name}.tls")
+            except StartError as exc:
+                errors.extend(str(exc).splitlines())
+                continue
+            member[pool.name] = MemberTls(context=context, server_name=pool.tls.server_name)
+    if errors:
+        raise StartError("\n".join(errors))
+    return server, member
 
 
 class Appliance:
@@ -54,7 +82,14 @@ class Appliance:
         self.tracker = ConnectionTracker()
         self.upstreams = UpstreamPools()
         self.access_log = AccessLog(config.appliance.log)
-        self.proxy = HttpProxy(lambda: self.runtime.snapshot, self.upstreams, self.access_log, self.tracker)
+        snapshot = lambda: self.runtime.snapshot  # noqa: E731 - handlers read the current snapshot
+        self.dispatcher = Dispatcher(
+            snapshot,
+            self.tracker,
+            self.access_log,
+            HttpProxy(snapshot, self.upstreams, self.access_log, self.tracker),
+            TcpRelay(snapshot, self.access_log, self.tracker),
+        )
         self.monitors = MonitorSupervisor(self.runtime)
         self.listeners: Listeners | None = None
         self._service_nursery: trio.Nursery | None = None
@@ -72,7 +107,8 @@ class Appliance:
             async with trio.open_nursery() as services:
                 self._service_nursery = services
                 await services.start(self.access_log.run)
-                self.listeners = Listeners(connections, self._dispatch)
+                self.dispatcher.server_tls, self.upstreams.member_tls = tls_contexts(config)
+                self.listeners = Listeners(connections, self.dispatcher.serve)
                 await self.listeners.apply(wanted_listeners(config), services)
                 await services.start(self.monitors.run)
                 LOGGER.info(
@@ -116,6 +152,7 @@ class Appliance:
         log_spec = config.appliance.log
         log_fd = None
         try:
+            server_tls, member_tls = tls_contexts(config)
             if log_spec != self.access_log.spec:
                 log_fd = open_target(log_spec)
             await self.listeners.apply(wanted_listeners(config), self._service_nursery)
@@ -126,10 +163,11 @@ class Appliance:
             return str(exc).splitlines()
         _log_not_yet_supported(config)
         self.runtime.reload(config)
+        self.dispatcher.server_tls, self.upstreams.member_tls = server_tls, member_tls
         if log_fd is not None:
             self.access_log.reconfigure(log_spec, log_fd)
         self.monitors.sync()
-        keep = {m.address for pool in config.pools.values() for m in pool.members}
+        keep = {(m.address, member_tls.get(pool.name)) for pool in config.pools.values() for m in pool.members}
         await self.upstreams.close_endpoints(keep)
         return []
 
@@ -145,14 +183,6 @@ class Appliance:
             connections.cancel_scope.cancel()
         else:
             LOGGER.info("drain: all connections finished")
-
-    async def _dispatch(self, stream: SocketIO, vs_name: str, endpoint: Endpoint, peer: Any) -> None:
-        self.tracker.opened()
-        try:
-            await self.proxy.serve(stream, vs_name, str(endpoint), (peer[0], peer[1]))
-        finally:
-            self.tracker.closed()
-
 
 def leaf_exceptions(error: BaseException) -> list[BaseException]:
     """The exceptions inside (possibly nested) exception groups, in order."""

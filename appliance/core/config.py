@@ -509,10 +509,12 @@ def _upstream_tls(ctx: Walk, node: yaml.Node, path: Path) -> UpstreamTls | None:
     m = mapping(ctx, node, path, ("verify", "ca", "server_name"))
     if m is None:
         return None
+    mark = node.start_mark
     return UpstreamTls(
         verify=m.get("verify", as_bool, defaults(UpstreamTls)["verify"]),
         ca=m.opt("ca", as_text),
         server_name=m.opt("server_name", as_text),
+        origin=f"{ctx.source}:{mark.line + 1}:{mark.column + 1}",  # where client-context errors point
     )
 
 

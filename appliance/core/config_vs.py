@@ -189,7 +189,8 @@ def _header_match(ctx: Walk, node: yaml.Node, path: Path) -> HeaderMatch | None:
 
 
 def _server_tls(ctx: Walk, node: yaml.Node, path: Path) -> ServerTls | None:
-    m = mapping(ctx, node, path, ("certificates", "min_version", "alpn"), required=("certificates",))
+    keys = ("certificates", "min_version", "alpn", "handshake_timeout")
+    m = mapping(ctx, node, path, keys, required=("certificates",))
     if m is None:
         return None
     d = defaults(ServerTls)
@@ -197,17 +198,26 @@ def _server_tls(ctx: Walk, node: yaml.Node, path: Path) -> ServerTls | None:
     alpn = matching(_ALPN, "an ALPN protocol name such as http/1.1")
     min_version = m.get("min_version", one_of(TLS_VERSIONS), d["min_version"])
     protocols = m.get("alpn", list_of(alpn, unique=True), d["alpn"])
+    handshake_timeout = m.get("handshake_timeout", as_duration(positive=True), d["handshake_timeout"])
     if certificates is None:
         return None
-    return ServerTls(certificates=certificates, min_version=min_version, alpn=protocols)
+    return ServerTls(
+        certificates=certificates, min_version=min_version, alpn=protocols, handshake_timeout=handshake_timeout
+    )
 
 
 def _certificate(ctx: Walk, node: yaml.Node, path: Path) -> Certificate | None:
-    m = mapping(ctx, node, path, ("cert", "key"), required=("cert", "key"))
+    """One cert/key pair; its origin is kept so that load errors (at start, on reload) name the line."""
+    m = mapping(ctx, node, path, ("cert", "key", "key_password_file"), required=("cert", "key"))
     if m is None:
         return None
     cert, key = m.opt("cert", as_text), m.opt("key", as_text)
-    return None if cert is None or key is None else Certificate(cert=cert, key=key)
+    password_file = m.opt("key_password_file", as_text)
+    mark = node.start_mark
+    origin = f"{ctx.source}:{mark.line + 1}:{mark.column + 1}"
+    if cert is None or key is None:
+        return None
+    return Certificate(cert=cert, key=key, key_password_file=password_file, origin=origin)
 
 
 def _persistence(ctx: Walk, node: yaml.Node, path: Path) -> Persistence | None:

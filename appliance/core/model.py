@@ -196,8 +196,9 @@ class QueueSpec:
 @frozen
 class UpstreamTls:
     verify: bool = True
-    ca: str | None = None
-    server_name: str | None = None
+    ca: str | None = None  # PEM bundle of trusted CAs; None: the system store
+    server_name: str | None = None  # SNI and the name verified; None: the member's address
+    origin: str = field(default="", compare=False)  # "FILE:LINE:COL" of the section, for runtime errors
 
 
 @frozen
@@ -266,15 +267,20 @@ class Route:
 
 @frozen
 class Certificate:
-    cert: str
-    key: str
+    cert: str  # PEM: the certificate, then its intermediates
+    key: str  # PEM private key, possibly encrypted
+    key_password_file: str | None = None  # its first line is the key's passphrase
+    # "FILE:LINE:COL" of the entry, so load errors at start or reload point at the config line.
+    # Not compared: moving an entry in the file does not change the certificate.
+    origin: str = field(default="", compare=False)
 
 
 @frozen
 class ServerTls:
-    certificates: tuple[Certificate, ...]
+    certificates: tuple[Certificate, ...]  # SNI picks by their DNS names; the first is the default
     min_version: str = "1.2"
     alpn: tuple[str, ...] = ("http/1.1",)
+    handshake_timeout: float = 10.0  # a slow link needs a few round trips; a stalled ClientHello is dropped after this
 
 
 @frozen

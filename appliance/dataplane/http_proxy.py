@@ -30,7 +30,7 @@ from appliance.core import headers as hdr
 from appliance.core.model import VirtualServer
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.dataplane.access_log import AccessLog
-from appliance.dataplane.sockio import SocketIO
+from appliance.dataplane.sockio import ByteStream
 from appliance.dataplane.tracker import ConnectionTracker
 from appliance.dataplane.upstream import UpstreamConnection, UpstreamPools, connect
 from appliance.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
@@ -113,7 +113,9 @@ class HttpProxy:
         self.access_log = access_log
         self.tracker = tracker
 
-    async def serve(self, stream: SocketIO, vs_name: str, vip: str, client: tuple[str, int]) -> None:
+    async def serve(
+        self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int], *, tls: bool = False
+    ) -> None:
         """Serves one client connection until it closes, fails or the appliance drains.
 
         Resource handling: the client stream is closed here on every path; any
@@ -123,18 +125,21 @@ class HttpProxy:
         vs = self.snapshot().virtual_server(vs_name)
         try:
             if vs is not None:
-                await _Session(self, stream, vs, vip, client).run()
+                await _Session(self, stream, vs, vip, client, tls).run()
         except Exception:
             LOGGER.exception("connection from %s to %s failed", client[0], vip)
         finally:
-            stream.close()
+            await stream.aclose()
 
 
 class _Session:
     """One client connection and the requests it carries, in order."""
 
-    def __init__(self, proxy: HttpProxy, stream: SocketIO, vs: VirtualServer, vip: str, client: tuple[str, int]) -> None:
+    def __init__(
+        self, proxy: HttpProxy, stream: ByteStream, vs: VirtualServer, vip: str, client: tuple[str, int], tls: bool
+    ) -> None:
         self.proxy = proxy
+        self.proto = b"https" if tls else b"http"
         self.stream = stream
         self.vs_name = vs.name
         self.vip = vip
@@ -160,7 +165,7 @@ class _Session:
             request = await self._read_head(vs, first)
             if request is None:
                 return False
-            forwarded, host, body = hdr.forward_request(request.headers._full_items, client_ip=self.client_ip, proto=b"http")
+            forwarded, host, body = hdr.forward_request(request.headers._full_items, client_ip=self.client_ip, proto=self.proto)
             target = _origin_form(request.target, host)
             pool = snap.pools.get(vs.pool) if vs.pool else None
             if pool is None:
@@ -267,7 +272,7 @@ class _Session:
             if outcome.stale and not body.has_body and request.method in IDEMPOTENT:
                 # A reused connection the member had already given up on: one fresh try.
                 await up.aclose()
-                up = await connect(member.address, vs.timeouts.connect)
+                up = await connect(member.address, vs.timeouts.connect, self.proxy.upstreams.member_tls.get(pool.name))
                 outcome = await self._exchange(vs, up, upstream_request, body)
         except UpstreamConnectError as exc:
             outcome = _Outcome(error=exc)
@@ -305,12 +310,14 @@ class _Session:
         error: UpstreamConnectError | None = None
         member: MemberView | None = None
         upstreams = self.proxy.upstreams
+        tls = upstreams.member_tls.get(pool.name)
         for _ in range(pool.config.retries + 1):
             member = pool.select(self.client_ip, avoid)
             if member is None:
                 break
             try:
-                return member, await upstreams.acquire(member.address, vs.timeouts.connect, trio.current_time()), None
+                conn = await upstreams.acquire(member.address, vs.timeouts.connect, trio.current_time(), tls)
+                return member, conn, None
             except UpstreamConnectError as exc:
                 LOGGER.debug("member %s/%s: %s", pool.name, member.name, exc)
                 member.stats.failures += 1
@@ -485,7 +492,7 @@ class _Upload:
         self.error: UpstreamError | None = None
 
     async def run(
-        self, conn: h11.Connection, stream: SocketIO, up: UpstreamConnection, vs: VirtualServer, scope: trio.CancelScope
+        self, conn: h11.Connection, stream: ByteStream, up: UpstreamConnection, vs: VirtualServer, scope: trio.CancelScope
     ) -> None:
         """Copies body events until the client's EndOfMessage; cancels `scope` if it cannot."""
         member = up.http

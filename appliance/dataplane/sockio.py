@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -109,3 +109,20 @@ class SocketIO(trio.abc.HalfCloseableStream):
 
     def __repr__(self) -> str:
         return f"<SocketIO fd={self.sock.fileno()}{' closed' if self._closed else ''}>"
+
+
+class ByteStream(Protocol):
+    """What a connection handler needs of a client or member stream: `SocketIO`,
+    or the TLS stream of `dataplane.tls` that wraps one."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes: ...
+
+    async def receive_when_ready(self, max_bytes: int | None = None) -> bytes: ...
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    async def send_eof(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -13,56 +13,69 @@ import errno
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import h11
 import trio
 
 from appliance.core.model import Endpoint
-from appliance.dataplane.sockio import SocketIO
+from appliance.dataplane.sockio import ByteStream, SocketIO
 from appliance.errors import UpstreamConnectError
 
 LOGGER = logging.getLogger("appliance.upstream")
 
-IDLE_MAX_AGE = 30.0  # below nginx's 75 s and Apache's 5..15 s defaults would be too eager; HAProxy purges at 5 s
+IDLE_MAX_AGE = 30.0  # how long an idle member connection is kept; the peek catches members that closed sooner
 IDLE_PER_MEMBER = 256  # enough for every client connection of a busy VIP to find one warm
 _PEEK_FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
 class UpstreamConnection:
-    """One TCP connection to a member with the h11 client state that rides on it."""
+    """One connection to a member with the h11 client state that rides on it."""
 
-    __slots__ = ("endpoint", "stream", "http", "idle_since", "reused")
+    __slots__ = ("key", "stream", "http", "idle_since", "reused", "_raw", "_tls")
 
-    def __init__(self, endpoint: Endpoint, stream: SocketIO) -> None:
-        self.endpoint = endpoint
+    def __init__(self, key: PoolKey, stream: ByteStream, raw: socket.socket) -> None:
+        self.key = key
         self.stream = stream
         self.http = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
         self.reused = False
+        self._raw = raw
+        self._tls = key[1] is not None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.key[0]
 
     def looks_alive(self) -> bool:
-        """True when the member has neither closed nor written to this idle connection."""
+        """True when the member has neither closed nor written to this idle connection.
+
+        Over TLS a member may legitimately send records while idle (session
+        tickets), so there only a close counts.
+        """
         try:
-            self.stream.sock.recv(1, _PEEK_FLAGS)  # b"" is a close, anything else is stray data
+            data = self._raw.recv(1, _PEEK_FLAGS)
         except BlockingIOError:
             return True
         except OSError:
             return False
-        return False
+        return self._tls and data != b""
 
     async def aclose(self) -> None:
-        self.stream.close()
+        self.stream.close()  # no close_notify to an idle or failed member: nothing waits for it
 
     def __repr__(self) -> str:
         return f"<UpstreamConnection {self.endpoint} {self.http.our_state}/{self.http.their_state}>"
 
 
-async def connect(endpoint: Endpoint, timeout: float) -> UpstreamConnection:
-    """Opens a new connection to a member.
+async def connect(endpoint: Endpoint, timeout: float, tls: MemberTls | None = None) -> UpstreamConnection:
+    """Opens a new connection to a member, with TLS when the pool re-encrypts.
 
     Raises:
-        UpstreamConnectError: refused, unreachable or not done within `timeout`.
+        UpstreamConnectError: refused, unreachable, TLS handshake failed, or
+            not done within `timeout`.
     """
     family = socket.AF_INET6 if endpoint.is_ipv6 else socket.AF_INET
     raw = socket.socket(family, socket.SOCK_STREAM)
@@ -80,7 +93,17 @@ async def connect(endpoint: Endpoint, timeout: float) -> UpstreamConnection:
     except BaseException:
         raw.close()
         raise
-    return UpstreamConnection(endpoint, SocketIO(raw))
+    plain = SocketIO(raw)
+    if tls is None:
+        return UpstreamConnection((endpoint, None), plain, raw)
+    from appliance.dataplane.tls import connect_tls
+
+    try:
+        stream = await connect_tls(plain, tls.context, tls.server_name, timeout)
+    except BaseException:
+        plain.close()
+        raise
+    return UpstreamConnection((endpoint, tls), stream, raw)
 
 
 def _describe(code: int) -> str:
@@ -91,21 +114,35 @@ def _describe(code: int) -> str:
     return f"connect failed: {os.strerror(code)}"
 
 
+@dataclass(frozen=True, eq=False, slots=True)
+class MemberTls:
+    """How a pool re-encrypts to its members; one object per pool config, so it keys idle pools."""
+
+    context: ssl.SSLContext
+    server_name: str | None
+
+
+PoolKey = tuple[Endpoint, MemberTls | None]
+
+
 class UpstreamPools:
-    """Idle keep-alive connections per member endpoint, newest first out."""
+    """Idle keep-alive connections per member endpoint (and TLS setting), newest first out."""
 
     def __init__(self) -> None:
-        self._idle: dict[Endpoint, list[UpstreamConnection]] = {}
+        self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
+        self.member_tls: dict[str, MemberTls] = {}  # pool name -> its TLS to members; set by the control plane
 
-    async def acquire(self, endpoint: Endpoint, timeout: float, now: float) -> UpstreamConnection:
-        idle = self._idle.get(endpoint)
+    async def acquire(
+        self, endpoint: Endpoint, timeout: float, now: float, tls: MemberTls | None = None
+    ) -> UpstreamConnection:
+        idle = self._idle.get((endpoint, tls))
         while idle:
             conn = idle.pop()
             if now - conn.idle_since < IDLE_MAX_AGE and conn.looks_alive():
                 conn.reused = True
                 return conn
             await conn.aclose()
-        return await connect(endpoint, timeout)
+        return await connect(endpoint, timeout, tls)
 
     def release(self, conn: UpstreamConnection, now: float) -> bool:
         """Puts a connection whose exchange completed cleanly back; False if it cannot be."""
@@ -117,7 +154,7 @@ class UpstreamPools:
             # next client would read someone else's answer.
             LOGGER.warning("member %s sent bytes after a complete response; connection closed", conn.endpoint)
             return False
-        idle = self._idle.setdefault(conn.endpoint, [])
+        idle = self._idle.setdefault(conn.key, [])
         if len(idle) >= IDLE_PER_MEMBER:
             return False
         http.start_next_cycle()
@@ -125,15 +162,15 @@ class UpstreamPools:
         idle.append(conn)
         return True
 
-    async def close_endpoints(self, keep: Iterable[Endpoint] | None = None) -> None:
-        """Closes idle connections to every endpoint not in `keep` (all when None)."""
+    async def close_endpoints(self, keep: Iterable[PoolKey] | None = None) -> None:
+        """Closes idle connections to every endpoint and TLS setting not in `keep` (all when None)."""
         keep_set = set(keep or ())
-        for endpoint in [e for e in self._idle if e not in keep_set]:
-            for conn in self._idle.pop(endpoint):
+        for key in [k for k in self._idle if k not in keep_set]:
+            for conn in self._idle.pop(key):
                 await conn.aclose()
 
-    def idle_count(self, endpoint: Endpoint) -> int:
-        return len(self._idle.get(endpoint, ()))
+    def idle_count(self, endpoint: Endpoint, tls: MemberTls | None = None) -> int:
+        return len(self._idle.get((endpoint, tls), ()))
 
     def __repr__(self) -> str:
         return f"<UpstreamPools {sum(map(len, self._idle.values()))} idle over {len(self._idle)} members>"

@@ -18,6 +18,7 @@ from appliance.core.config_vs import MAX_SOCKETS
 from appliance.core.model import (
     AdminState,
     ApplianceSpec,
+    Certificate,
     Config,
     Limits,
     Method,
@@ -568,6 +569,21 @@ BAD = [
         id="tls-certificate-without-key",
     ),
     pytest.param(
+        POOL + "virtual_servers:\n  web: {listen: [127.0.0.1:8080], pool: web, tls: {certificates: [{cert: a.pem, key: a.key}], handshake_timeout: 0}}\n",
+        "t.yaml:7:114: virtual_servers.web.tls.handshake_timeout: must be > 0, got 0",
+        id="tls-handshake-timeout-zero",
+    ),
+    pytest.param(
+        POOL + "virtual_servers:\n  web: {listen: [127.0.0.1:8080], pool: web, tls: {certificates: [{cert: a.pem, key: a.key, password_file: p}]}}\n",
+        "t.yaml:7:93: virtual_servers.web.tls.certificates[0].password_file: unknown key 'password_file' (did you mean 'key_password_file'?); allowed: cert, key, key_password_file",
+        id="tls-certificate-unknown-key",
+    ),
+    pytest.param(
+        POOL + "virtual_servers:\n  web: {listen: [127.0.0.1:8080], pool: web, tls: {certificates: [{cert: a.pem, key: a.key, key_password_file: true}]}}\n",
+        "t.yaml:7:112: virtual_servers.web.tls.certificates[0].key_password_file: expected a string, got a boolean true (quote it to mean the text)",
+        id="tls-key-password-file-not-text",
+    ),
+    pytest.param(
         POOL + "virtual_servers:\n  web: {listen: [127.0.0.1:8080], pool: web, persistence: {cookie: \"my cookie\"}}\n",
         "t.yaml:7:68: virtual_servers.web.persistence.cookie: expected a cookie name (an RFC 9110 token), got 'my cookie'",
         id="cookie-name",
@@ -817,6 +833,50 @@ def test_numbers_are_taken_as_written_where_text_is_expected() -> None:
     server = config.virtual_servers["web"]
     assert server.routes[0].header is not None and server.routes[0].header.equals == "1"
     assert server.tls is not None and server.tls.min_version == "1.3"
+
+
+def test_tls_passphrase_files_handshake_timeout_and_origins() -> None:
+    config = parse(
+        """
+        pools:
+          web:
+            tls: {ca: ca.pem}
+            members: [{address: 127.0.0.1:9001}]
+        virtual_servers:
+          web:
+            listen: [127.0.0.1:8443]
+            pool: web
+            tls:
+              certificates:
+                - {cert: a.pem, key: a.key}
+                - cert: b.pem
+                  key: b.key
+                  key_password_file: b.pass
+              handshake_timeout: 2500ms
+        """
+    )
+    tls = config.virtual_servers["web"].tls
+    assert tls is not None and tls.handshake_timeout == 2.5
+    first, second = tls.certificates
+    assert (first.key_password_file, first.origin) == (None, "t.yaml:12:11")
+    assert (second.key_password_file, second.origin) == ("b.pass", "t.yaml:13:11")
+    assert first == Certificate(cert="a.pem", key="a.key", origin="elsewhere:1:1")  # where it is written is not what it is
+    pool_tls = config.pools["web"].tls
+    assert pool_tls is not None and (pool_tls.ca, pool_tls.verify, pool_tls.origin) == ("ca.pem", True, "t.yaml:4:10")
+
+
+def test_tls_defaults_come_from_the_model() -> None:
+    config = parse(POOL + "virtual_servers:\n  web: {listen: [127.0.0.1:8443], pool: web, tls: {certificates: [{cert: a, key: b}]}}\n")
+    tls = config.virtual_servers["web"].tls
+    assert tls is not None
+    assert (tls.min_version, tls.alpn, tls.handshake_timeout) == ("1.2", ("http/1.1",), 10.0)
+
+
+def test_the_full_example_documents_the_tls_keys() -> None:
+    web = load_config(str(CONF / "appliance.yaml")).virtual_servers["web"]
+    assert web.tls is not None and web.tls.handshake_timeout == 10.0
+    assert [c.key_password_file for c in web.tls.certificates] == [None, "conf/tls/shop.pass"]
+    assert all(c.origin.startswith(str(CONF / "appliance.yaml") + ":") for c in web.tls.certificates)
 
 
 def test_ha_section() -> None:
