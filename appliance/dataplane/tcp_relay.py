@@ -29,8 +29,11 @@ when either side is a TLS stream they copy with ``receive_some``/``send_all``.
 I/O tries the syscall first and waits (``wait_readable``/``wait_writable``)
 only on EAGAIN: under load the next bytes are usually there already, and a wait
 costs an ``epoll_ctl`` and a trip through the scheduler (research/perf-baseline.md).
-A turn that did not wait checkpoints once, which is where cancellation and
-fairness come in.
+A chunk read without a wait since the previous one (bulk) checkpoints once,
+which is where cancellation and fairness come in; a small message costs no
+yield beyond its wait. A direction holds a pipe only from a read to the end of
+its flush, so small-message traffic needs few pipes however many connections
+are open: they go back to the pool at every EAGAIN.
 """
 
 from __future__ import annotations
@@ -350,11 +353,9 @@ class _Tunnel:
         src_fd, dst_fd = src_sock.fileno(), dst_sock.fileno()
         src_side, dst_side = ("client", "member") if upstream else ("member", "client")
         pipe: _Pipe | None = None
-        waited = True
+        waited = True  # this task yielded since it last moved a chunk
         try:
             while True:
-                if not waited:  # data kept coming without a wait: yield once per turn
-                    await trio.lowlevel.checkpoint()
                 if splice and pipe is None:
                     pipe = pool.take()
                 if pipe is not None:
@@ -371,6 +372,8 @@ class _Tunnel:
                     if moved == 0:
                         break  # EOF; the pipe is empty: every read is flushed before the next
                     pipe.pending = moved
+                    if not waited:  # data keeps coming (bulk): yield once per chunk
+                        await trio.lowlevel.checkpoint()
                     waited = await self._flush(pipe, dst_fd, dst_sock, dst_side)
                 else:
                     try:
@@ -386,6 +389,8 @@ class _Tunnel:
                     moved = len(data)
                     if splice:
                         self.copied = True
+                    if not waited:
+                        await trio.lowlevel.checkpoint()
                     waited = await _send(dst_sock, data, dst_side)
                 self._moved(moved, upstream)
         finally:
