@@ -22,6 +22,7 @@ It installs nothing; every load is bounded by time and by request count.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,12 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
+from bench.bulk import BulkResult
 from bench.load import DEFAULT_MAX_REQUESTS, LoadResult, run_load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,9 +68,12 @@ class Scenario:
     cpu_busy_pct: dict[str, float] = field(default_factory=dict)  # per CPU, from /proc/stat
     ratio_direct: float | None = None
     ratio_haproxy: float | None = None
+    bulk: BulkResult | None = None  # the tcp suite's one-stream transfer
+    ratios: dict[str, float] = field(default_factory=dict)  # tcp and tls suites: "vs NAME" -> ratio
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the negotiated TLS version and cipher
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "name": self.name,
             "status": self.status,
             "reason": self.reason,
@@ -77,6 +83,30 @@ class Scenario:
             "ratio_direct": self.ratio_direct,
             "ratio_haproxy": self.ratio_haproxy,
         }
+        if self.bulk is not None:
+            d["bulk"] = self.bulk.to_dict()
+        if self.ratios:
+            d["ratios"] = self.ratios
+        if self.extra:
+            d["extra"] = self.extra
+        return d
+
+
+@dataclass
+class SuiteResult:
+    """What one suite (http, tcp, tls) measured: its tables, notes and rows."""
+
+    name: str
+    tables: list[tuple[str, str]] = field(default_factory=list)  # (title, text)
+    notes: list[str] = field(default_factory=list)
+    rows: dict[str, list[Scenario]] = field(default_factory=dict)  # section -> rows
+
+    @property
+    def failed(self) -> bool:
+        return any(sc.status == "failed" for rows in self.rows.values() for sc in rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {section: [sc.to_dict() for sc in rows] for section, rows in self.rows.items()}
 
 
 class StartError(Exception):
@@ -165,18 +195,13 @@ def choose_origins(requested: str | None, nginx: str | None) -> tuple[str, str]:
     )
 
 
-def start_python_origin(
-    procs: Procs, name: str, pin: bool, body_size: int, cpu: int = LOAD_CPU
+def start_announcing(
+    procs: Procs, argv: list[str], cpu: int | None, pin: bool, what: str, timeout: float = 10.0
 ) -> tuple[subprocess.Popen[bytes], int]:
-    proc = procs.start(
-        [sys.executable, "-m", "bench.origin", "--port", "0", "--name", name, "--body-size", str(body_size)],
-        cpu,
-        pin,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-    )
+    """Start a child that prints ``listening on HOST:PORT`` once bound (``bench.origin``, ``bench.bulk sink``)."""
+    proc = procs.start(argv, cpu, pin, cwd=REPO, stdout=subprocess.PIPE)
     assert proc.stdout is not None
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     line = b""
     while time.monotonic() < deadline:
         ready, _, _ = select.select([proc.stdout], [], [], 0.2)
@@ -188,8 +213,15 @@ def start_python_origin(
     m = re.match(rb"listening on [\d.]+:(\d+)", line)
     if not m:
         procs.stop(proc)
-        raise StartError(f"origin {name} did not start (got {line!r})")
+        raise StartError(f"{what} did not start (got {line!r})")
     return proc, int(m.group(1))
+
+
+def start_python_origin(
+    procs: Procs, name: str, pin: bool, body_size: int, cpu: int = LOAD_CPU
+) -> tuple[subprocess.Popen[bytes], int]:
+    argv = [sys.executable, "-m", "bench.origin", "--port", "0", "--name", name, "--body-size", str(body_size)]
+    return start_announcing(procs, argv, cpu, pin, f"origin {name}")
 
 
 # The body goes inline in `return 200 "..."` up to this size; nginx's config
@@ -324,11 +356,27 @@ def _tail(log: Path | None, lines: int = 8) -> str:
 # proxy configs
 
 
-def appliance_config(listen_port: int, origin_ports: list[int], access_log: bool) -> str:
+def _yaml_str(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
+
+
+def appliance_config(
+    listen_port: int,
+    origin_ports: list[int],
+    access_log: bool,
+    mode: str = "http",
+    tls: tuple[Path, Path] | None = None,
+) -> str:
+    """The appliance's YAML (SPEC §2): one virtual server, round robin over ``origin_ports``.
+
+    ``mode`` is ``http`` or ``tcp``; ``tls`` is ``(cert, key)`` to terminate TLS with.
+    """
+    if mode not in ("http", "tcp"):
+        raise ValueError(f"mode {mode!r}: http or tcp")
     members = "\n".join(f"      - {{address: {HOST}:{p}}}" for p in origin_ports)
     # Quoted: unquoted `off` is a YAML boolean, which the appliance's loader rejects.
     access = "stderr" if access_log else '"off"'
-    return (
+    text = (
         f"appliance: {{name: bench, log: {{access: {access}}}}}\n"
         "pools:\n"
         "  bench:\n"
@@ -338,27 +386,51 @@ def appliance_config(listen_port: int, origin_ports: list[int], access_log: bool
         "virtual_servers:\n"
         "  bench:\n"
         f"    listen: [{HOST}:{listen_port}]\n"
-        "    mode: http\n"
+        f"    mode: {mode}\n"
         "    pool: bench\n"
     )
+    if tls is not None:
+        cert, key = tls
+        text += (
+            "    tls:\n"
+            "      certificates:\n"
+            f"        - {{cert: {_yaml_str(str(cert))}, key: {_yaml_str(str(key))}}}\n"
+        )
+    return text
 
 
-def haproxy_config(listen_port: int, origin_ports: list[int]) -> str:
+def haproxy_config(
+    listen_port: int,
+    origin_ports: list[int],
+    mode: str = "http",
+    splice: bool = False,
+    tls_pem: Path | None = None,
+) -> str:
+    """HAProxy's equivalent: ``nbthread 1``, round robin; ``mode tcp`` optionally with ``option splice-auto``;
+    ``tls_pem`` (certificate + key in one file) terminates TLS on the frontend."""
+    if mode not in ("http", "tcp"):
+        raise ValueError(f"mode {mode!r}: http or tcp")
     servers = "\n".join(f"    server web{i} {HOST}:{p}" for i, p in enumerate(origin_ports, 1))
+    options = "    option http-keep-alive\n    http-reuse safe\n" if mode == "http" else ""
+    if splice:
+        options += "    option splice-auto\n"
+    bind = f"{HOST}:{listen_port}"
+    if tls_pem is not None:
+        if '"' in str(tls_pem):
+            raise ValueError(f"certificate path {tls_pem}: no double quotes")
+        bind += f' ssl crt "{tls_pem}"' + (" alpn http/1.1" if mode == "http" else "")
     return f"""global
     nbthread 1
     maxconn 4096
 
 defaults
-    mode http
-    option http-keep-alive
-    http-reuse safe
-    timeout connect 5s
+    mode {mode}
+{options}    timeout connect 5s
     timeout client 30s
     timeout server 30s
 
 frontend bench
-    bind {HOST}:{listen_port}
+    bind {bind}
     default_backend bench
 
 backend bench
@@ -547,16 +619,30 @@ def parse_wrk(out: str, url: str, connections: int, duration: float) -> LoadResu
     )
 
 
-def run_wrk_load(port: int, args: argparse.Namespace, duration: float, pin: bool, script: Path) -> LoadResult:
-    url = f"http://{HOST}:{port}/"
+def run_wrk_load(
+    port: int,
+    args: argparse.Namespace,
+    duration: float,
+    pin: bool,
+    script: Path,
+    scheme: str = "http",
+    connections: int | None = None,
+    headers: tuple[str, ...] = (),
+) -> LoadResult:
+    """``wrk -t1 -cN -dS --latency`` on the load CPU (whole seconds, at least 1); ``scheme`` http or https."""
+    url = f"{scheme}://{HOST}:{port}/"
+    conns = connections or args.connections
     dur = max(1, round(duration))
-    argv = ["wrk", "-t1", f"-c{args.connections}", f"-d{dur}s", "--latency", "-s", str(script), url]
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{dur}s", "--latency", "-s", str(script)]
+    for h in headers:
+        argv += ["-H", h]
+    argv.append(url)
     if pin:
         argv = ["taskset", "-c", str(LOAD_CPU), *argv]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=dur + 30)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
-    return parse_wrk(proc.stdout, url, args.connections, dur)
+    return parse_wrk(proc.stdout, url, conns, dur)
 
 
 # ---------------------------------------------------------------------------
@@ -604,6 +690,73 @@ def start_proxy(
     return proc
 
 
+@dataclass
+class ProxySpec:
+    """A proxy to start for one scenario: ``argv`` with ``{CONF}`` for the config file written first."""
+
+    name: str
+    argv: list[str]
+    config_text: str
+    config_name: str
+    port: int
+    quiet: bool = False  # output to /dev/null (e.g. an access log on stderr)
+
+
+def haproxy_spec(haproxy: str, name: str, config_text: str, port: int) -> ProxySpec:
+    return ProxySpec(name, [haproxy, "-db", "-f", "{CONF}"], config_text, "haproxy.cfg", port)
+
+
+def appliance_spec(cmd: list[str], name: str, config_text: str, port: int, quiet: bool = False) -> ProxySpec:
+    return ProxySpec(name, [*cmd, "run", "-c", "{CONF}"], config_text, "appliance.yaml", port, quiet)
+
+
+@contextlib.contextmanager
+def proxy_process(spec: ProxySpec, procs: Procs, pin: bool, tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Writes the config into ``tmp/NAME/``, starts the proxy on the proxy CPU, waits until its port
+    accepts (else StartError), and stops it by PID on the way out."""
+    workdir = tmp / spec.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / spec.config_name
+    conf.write_text(spec.config_text)
+    log = workdir / "stderr.log"
+    full = [a.replace("{CONF}", str(conf)) for a in spec.argv]
+    progress(f"{spec.name}: starting {' '.join(full)}")
+    proc = start_proxy(procs, full, spec.port, spec.name, pin, workdir, log, spec.quiet)
+    try:
+        yield proc
+    finally:
+        procs.stop(proc)
+        if proc.returncode not in (0, -signal.SIGTERM, 143) and not spec.quiet:
+            progress(f"{spec.name}: exited with code {proc.returncode}{_tail(log, 4)}")
+
+
+T = TypeVar("T")
+
+
+def with_proxy(
+    spec: ProxySpec,
+    procs: Procs,
+    pin: bool,
+    tmp: Path,
+    work: Callable[[subprocess.Popen[bytes]], T],
+    failed: Callable[[str], T],
+) -> T:
+    """``work(proc)`` while the proxy runs; ``failed(reason)`` when it does not start or ``work`` raises,
+    so a broken scenario never hides the others."""
+    try:
+        with proxy_process(spec, procs, pin, tmp) as proc:
+            try:
+                return work(proc)
+            except Exception as exc:
+                return failed(f"{type(exc).__name__}: {exc}")
+    except StartError as exc:
+        return failed(str(exc))
+
+
+def failed_scenario(name: str) -> Callable[[str], Scenario]:
+    return lambda reason: Scenario(name, status="failed", reason=reason)
+
+
 def run_proxy_scenario(
     name: str,
     argv: list[str],
@@ -617,26 +770,13 @@ def run_proxy_scenario(
     wrk_script: Path,
     quiet: bool = False,
 ) -> Scenario:
-    workdir = tmp / name
-    workdir.mkdir(exist_ok=True)
-    conf = workdir / config_name
-    conf.write_text(config_text)
-    log = workdir / "stderr.log"
-    full = [a.replace("{CONF}", str(conf)) for a in argv]
-    progress(f"{name}: starting {' '.join(full)}")
-    try:
-        proc = start_proxy(procs, full, port, name, pin, workdir, log, quiet)
-    except StartError as exc:
-        return Scenario(name, status="failed", reason=str(exc))
-    try:
+    spec = ProxySpec(name, argv, config_text, config_name, port, quiet)
+
+    def work(proc: subprocess.Popen[bytes]) -> Scenario:
         progress(f"{name}: load on {HOST}:{port}")
         return measure(name, port, proc.pid, args, pin, wrk_script)
-    except Exception as exc:  # a broken run must not hide the other scenarios
-        return Scenario(name, status="failed", reason=f"{type(exc).__name__}: {exc}")
-    finally:
-        procs.stop(proc)
-        if proc.returncode not in (0, -signal.SIGTERM, 143) and not quiet:
-            progress(f"{name}: exited with code {proc.returncode}{_tail(log, 4)}")
+
+    return with_proxy(spec, procs, pin, tmp, work, failed_scenario(name))
 
 
 def progress(msg: str) -> None:
@@ -703,7 +843,7 @@ def fill_ratios(results: list[Scenario]) -> None:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "trio": trio.__version__}
-    for tool, flag in (("haproxy", "-v"), ("nginx", "-v"), ("wrk", "-v")):
+    for tool, flag in (("haproxy", "-v"), ("nginx", "-v"), ("wrk", "-v"), ("iperf3", "--version"), ("ab", "-V"), ("openssl", "version")):
         exe = find_tool(tool)
         if exe:
             try:
@@ -714,23 +854,152 @@ def versions() -> dict[str, str]:
     return out
 
 
+def with_tool(args: argparse.Namespace, tool: str) -> argparse.Namespace:
+    """A copy of ``args`` whose load generator (read by ``measure``) is ``tool``."""
+    return argparse.Namespace(**{**vars(args), "tool": tool})
+
+
+def idle_cpu_notes(rows: list[Scenario], pin: bool, what: str) -> list[str]:
+    """Direct traffic leaves the proxy CPU idle; if it was busy, something else ran."""
+    notes = []
+    idle_cpu = f"cpu{PROXY_CPU}"
+    for sc in rows:
+        if pin and sc.name == "direct" and sc.cpu_busy_pct.get(idle_cpu, 0) > 15:
+            notes.append(
+                f"CPU {PROXY_CPU} was {sc.cpu_busy_pct[idle_cpu]:.0f}% busy during '{what}' direct (it should be idle): "
+                "other processes are using the machine, so the figures are disturbed"
+            )
+    return notes
+
+
+# ---------------------------------------------------------------------------
+# the http suite
+
+
+def run_http_suite(
+    args: argparse.Namespace,
+    procs: Procs,
+    pin: bool,
+    tmp: Path,
+    ports: list[int],
+    wrk_script: Path,
+    haproxy: str | None,
+) -> SuiteResult:
+    """Keep-alive HTTP: direct, appliance (mode http), HAProxy (mode http), and the optional ceiling."""
+    args = with_tool(args, args.http_tool)
+    results: list[Scenario] = []
+    progress(
+        f"http suite: {args.tool} load, -c {args.connections} -d {args.duration:g}, warm-up {args.warmup:g}s"
+    )
+    if "direct" in args.scenarios:
+        progress(f"direct: load on {HOST}:{ports[0]}")
+        try:
+            results.append(measure("direct", ports[0], None, args, pin, wrk_script))
+        except Exception as exc:
+            results.append(Scenario("direct", status="failed", reason=f"{type(exc).__name__}: {exc}"))
+
+    if "appliance" in args.scenarios:
+        cmd = appliance_argv(args.appliance)
+        if cmd is None:
+            results.append(Scenario("appliance", status="failed", reason=NO_APPLIANCE))
+        else:
+            port = free_port()
+            results.append(
+                run_proxy_scenario(
+                    "appliance",
+                    [*cmd, "run", "-c", "{CONF}"],
+                    appliance_config(port, ports, args.access_log),
+                    "appliance.yaml",
+                    port,
+                    procs,
+                    args,
+                    pin,
+                    tmp,
+                    wrk_script,
+                    quiet=args.access_log,
+                )
+            )
+
+    if "haproxy" in args.scenarios:
+        if haproxy is not None:
+            port = free_port()
+            results.append(
+                run_proxy_scenario(
+                    "haproxy", [haproxy, "-db", "-f", "{CONF}"], haproxy_config(port, ports),
+                    "haproxy.cfg", port, procs, args, pin, tmp, wrk_script,
+                )
+            )
+        else:
+            results.append(
+                Scenario("haproxy", status="skipped", reason=f"haproxy is not installed; to compare, install it: {INSTALL_HINT}")
+            )
+
+    if args.calibrate:
+        if haproxy is not None:
+            port = free_port()
+            sc = run_proxy_scenario(
+                "ceiling", [haproxy, "-db", "-f", "{CONF}"], haproxy_return_config(port),
+                "haproxy-return.cfg", port, procs, args, pin, tmp, wrk_script,
+            )
+        else:  # a lower bound: a Python origin alone on the proxy CPU
+            sc = calibrate_with_origin(procs, args, pin, tmp, wrk_script)
+        results.append(sc)
+
+    fill_ratios(results)
+    notes = []
+    if args.origins == "python" and "haproxy" in args.scenarios:
+        notes.append(
+            "Python origins: they and the load tool saturate CPU 0, so HAProxy is held back and 'vs haproxy' "
+            "flatters the appliance"
+            + ("; use --origins nginx" if find_tool("nginx") else f" ({NGINX_HINT}, then --origins nginx)")
+        )
+    if args.tool == "python":
+        notes.append("the Python load generator caps throughput (see --calibrate): 'vs direct' is a floor")
+    notes += idle_cpu_notes(results, pin, "http")
+    if haproxy is None and "haproxy" in args.scenarios:
+        notes.append(f"haproxy skipped: {INSTALL_HINT}")
+    return SuiteResult(
+        "http",
+        tables=[(f"http: keep-alive HTTP ({args.tool} -c {args.connections})", report(results))],
+        notes=notes,
+        rows={"results": results},
+    )
+
+
 # ---------------------------------------------------------------------------
 
 
-SCENARIOS = ("direct", "appliance", "haproxy")
+SUITES = ("http", "tcp", "tls")
+SCENARIOS = ("direct", "appliance", "haproxy", "haproxy-splice")
+NO_APPLIANCE = "no appliance command (.venv/bin/appliance missing; run `make test` or pass --appliance)"
+IPERF3_HINT = "apt-get install iperf3"
+AB_HINT = "apt-get install apache2-utils"
+WRK_HINT = "apt-get install wrk"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--suite",
+        choices=(*SUITES, "all"),
+        default="http",
+        help="http: keep-alive HTTP (the default); tcp: mode tcp bulk + small messages; "
+        "tls: HTTPS keep-alive + new handshakes; all: the three in turn",
+    )
     ap.add_argument("-c", "--connections", type=int, default=50, help="concurrent keep-alive connections (50)")
     ap.add_argument("-d", "--duration", type=float, default=None, help="seconds per scenario (10; 3 with --quick)")
     ap.add_argument("--quick", action="store_true", help="short run: -d 3, 0.5 s warm-up")
     ap.add_argument("--max-requests", type=int, default=DEFAULT_MAX_REQUESTS, help="request bound per scenario (python tool)")
     ap.add_argument("--warmup", type=float, default=None, help="unmeasured warm-up seconds per scenario (1; 0.5 with --quick)")
     ap.add_argument("--timeout", type=float, default=5.0, help="per-request timeout, seconds")
-    ap.add_argument("--tool", choices=("python", "wrk"), default="python", help="load generator (wrk must be on PATH)")
+    ap.add_argument(
+        "--tool",
+        choices=("python", "wrk"),
+        default=None,
+        help="load generator; default: python for the http suite, wrk (when installed) for the tcp and tls suites",
+    )
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of: " + ", ".join(SCENARIOS))
-    ap.add_argument("--calibrate", action="store_true", help="also measure the load tool's own ceiling")
+    ap.add_argument("--calibrate", action="store_true", help="also measure the load tool's own ceiling (http suite)")
     ap.add_argument("--access-log", action="store_true", help="appliance logs access to stderr (sent to /dev/null)")
     ap.add_argument("--appliance", default=None, help="appliance command (default: .venv/bin/appliance)")
     ap.add_argument("--body-size", type=int, default=3, help="origin response body bytes (3 = 'ok\\n')")
@@ -740,6 +1009,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="origin servers: nginx (default when installed; as in the baseline) or python (bench.origin)",
     )
+    ap.add_argument(
+        "--bulk-tool",
+        choices=("auto", "iperf3", "python"),
+        default="auto",
+        help="tcp suite, bulk: iperf3 (auto: when installed) or python (bench.bulk sender/sink)",
+    )
+    ap.add_argument(
+        "--bulk-bytes", type=int, default=1 << 30, help="tcp suite, bulk with bench.bulk: bytes per run (1 GiB; -d bounds it too)"
+    )
+    ap.add_argument("--cert", choices=("rsa", "ec"), default="rsa", help="tls suite: RSA-2048 or ECDSA P-256 certificate")
+    ap.add_argument(
+        "--handshake-tool",
+        choices=("auto", "ab", "wrk"),
+        default="auto",
+        help="tls suite, handshakes: ab (auto: when installed) or wrk with 'Connection: close'",
+    )
+    ap.add_argument("--handshake-connections", type=int, default=20, help="tls suite: concurrent new connections (20)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     ap.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON to FILE")
     args = ap.parse_args(argv)
@@ -751,10 +1037,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
         ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-    if args.tool == "wrk" and not shutil.which("wrk"):
+    args.suites = list(SUITES) if args.suite == "all" else [args.suite]
+    have_wrk = shutil.which("wrk") is not None
+    if args.tool == "wrk" and not have_wrk:
         ap.error(f"--tool wrk: wrk is not on PATH ({INSTALL_HINT})")
+    args.http_tool = args.tool or "python"
+    args.l4_tool = args.tool or ("wrk" if have_wrk else "python")
+    if args.bulk_tool == "iperf3" and find_tool("iperf3") is None:
+        ap.error(f"--bulk-tool iperf3: iperf3 is not installed ({IPERF3_HINT})")
+    if args.handshake_tool == "ab" and find_tool("ab") is None:
+        ap.error(f"--handshake-tool ab: ab is not installed ({AB_HINT})")
+    if args.handshake_tool == "wrk" and not have_wrk:
+        ap.error(f"--handshake-tool wrk: wrk is not on PATH ({WRK_HINT})")
     if args.connections < 1 or args.duration <= 0 or args.max_requests < 1:
         ap.error("-c, -d and --max-requests must be positive")
+    if args.bulk_bytes < 1 or args.handshake_connections < 1:
+        ap.error("--bulk-bytes and --handshake-connections must be positive")
     nginx = find_tool("nginx")
     if args.origins == "nginx" and nginx is None:
         ap.error(f"--origins nginx: nginx is not on PATH nor in {', '.join(SBIN_DIRS)} ({NGINX_HINT})")
@@ -764,6 +1062,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def print_suite(suite: SuiteResult, heading: bool) -> None:
+    for title, text in suite.tables:
+        if heading:
+            print(f"\n== {title} ==")
+        print(text)
+    for n in suite.notes:
+        print(f"note: {n}")
+    sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -776,14 +1084,14 @@ def main(argv: list[str] | None = None) -> int:
         and {LOAD_CPU, PROXY_CPU} <= os.sched_getaffinity(0)
     )
     haproxy = find_tool("haproxy")
-    have_haproxy = haproxy is not None
     progress(f"origins: {args.origins}: {args.origins_why}")
     progress(
-        f"{args.tool} load, -c {args.connections} -d {args.duration:g}, warm-up {args.warmup:g}s; "
+        f"suite {args.suite}: -c {args.connections} -d {args.duration:g}, warm-up {args.warmup:g}s; "
         + (f"pinned: proxy on CPU {PROXY_CPU}, origins + load on CPU {LOAD_CPU}" if pin else "not pinned")
     )
     procs = Procs()
-    results: list[Scenario] = []
+    done: list[SuiteResult] = []
+    heading = args.suites != ["http"]  # an http-only run prints as it always did
     # SIGTERM (e.g. from make being stopped) unwinds like Ctrl-C so the finally below runs.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -798,97 +1106,35 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             ports = [p for _, p in origins]
             progress(f"{args.origins} origins web1..3 on {', '.join(f'{HOST}:{p}' for p in ports)}")
+            for name in args.suites:
+                if name == "http":
+                    suite = run_http_suite(args, procs, pin, tmp, ports, wrk_script, haproxy)
+                elif name == "tcp":
+                    from bench.scenarios_tcp import run_tcp_suite  # imports this module: not at the top
 
-            if "direct" in args.scenarios:
-                progress(f"direct: load on {HOST}:{ports[0]}")
-                try:
-                    results.append(measure("direct", ports[0], None, args, pin, wrk_script))
-                except Exception as exc:
-                    results.append(Scenario("direct", status="failed", reason=f"{type(exc).__name__}: {exc}"))
-
-            if "appliance" in args.scenarios:
-                cmd = appliance_argv(args.appliance)
-                if cmd is None:
-                    results.append(
-                        Scenario("appliance", status="failed", reason="no appliance command (.venv/bin/appliance missing; run `make test` or pass --appliance)")
-                    )
+                    suite = run_tcp_suite(args, procs, pin, tmp, ports, wrk_script, haproxy)
                 else:
-                    port = free_port()
-                    results.append(
-                        run_proxy_scenario(
-                            "appliance",
-                            [*cmd, "run", "-c", "{CONF}"],
-                            appliance_config(port, ports, args.access_log),
-                            "appliance.yaml",
-                            port,
-                            procs,
-                            args,
-                            pin,
-                            tmp,
-                            wrk_script,
-                            quiet=args.access_log,
-                        )
-                    )
+                    from bench.scenarios_tls import run_tls_suite
 
-            if "haproxy" in args.scenarios:
-                if haproxy is not None:
-                    port = free_port()
-                    results.append(
-                        run_proxy_scenario(
-                            "haproxy", [haproxy, "-db", "-f", "{CONF}"], haproxy_config(port, ports),
-                            "haproxy.cfg", port, procs, args, pin, tmp, wrk_script,
-                        )
-                    )
-                else:
-                    results.append(
-                        Scenario("haproxy", status="skipped", reason=f"haproxy is not installed; to compare, install it: {INSTALL_HINT}")
-                    )
-
-            if args.calibrate:
-                if haproxy is not None:
-                    port = free_port()
-                    sc = run_proxy_scenario(
-                        "ceiling", [haproxy, "-db", "-f", "{CONF}"], haproxy_return_config(port),
-                        "haproxy-return.cfg", port, procs, args, pin, tmp, wrk_script,
-                    )
-                else:  # a lower bound: a Python origin alone on the proxy CPU
-                    sc = calibrate_with_origin(procs, args, pin, tmp, wrk_script)
-                results.append(sc)
+                    suite = run_tls_suite(args, procs, pin, tmp, ports, wrk_script, haproxy)
+                done.append(suite)
+                print_suite(suite, heading)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         procs.stop_all()
 
-    fill_ratios(results)
-    print(report(results))
-    notes = []
     if not pin:
-        notes.append("not pinned (taskset missing, fewer than 2 CPUs, or --no-pin)")
-    if args.origins == "python" and "haproxy" in args.scenarios:
-        notes.append(
-            "Python origins: they and the load tool saturate CPU 0, so HAProxy is held back and 'vs haproxy' "
-            "flatters the appliance"
-            + ("; use --origins nginx" if find_tool("nginx") else f" ({NGINX_HINT}, then --origins nginx)")
-        )
-    if args.tool == "python":
-        notes.append("the Python load generator caps throughput (see --calibrate): 'vs direct' is a floor")
-    for sc in results:  # direct traffic leaves the proxy CPU idle; if not, something else ran
-        idle_cpu = f"cpu{PROXY_CPU}"
-        if pin and sc.name == "direct" and sc.cpu_busy_pct.get(idle_cpu, 0) > 15:
-            notes.append(
-                f"CPU {PROXY_CPU} was {sc.cpu_busy_pct[idle_cpu]:.0f}% busy during 'direct' (it should be idle): "
-                "other processes are using the machine, so the figures are disturbed"
-            )
-    if not have_haproxy and "haproxy" in args.scenarios:
-        notes.append(f"haproxy skipped: {INSTALL_HINT}")
-    for n in notes:
-        print(f"note: {n}")
+        print("note: not pinned (taskset missing, fewer than 2 CPUs, or --no-pin)")
     if args.json:
+        http = next((s for s in done if s.name == "http"), None)
         payload = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "settings": {
-                "tool": args.tool,
+                "suite": args.suite,
+                "tool": args.http_tool,
+                "l4_tool": args.l4_tool,
                 "connections": args.connections,
                 "duration": args.duration,
                 "warmup": args.warmup,
@@ -896,17 +1142,22 @@ def main(argv: list[str] | None = None) -> int:
                 "body_size": args.body_size,
                 "origins": args.origins,
                 "access_log": args.access_log,
+                "bulk_tool": args.bulk_tool,
+                "cert": args.cert,
+                "handshake_tool": args.handshake_tool,
+                "handshake_connections": args.handshake_connections,
                 "pinned": pin,
                 "load_cpu": LOAD_CPU if pin else None,
                 "proxy_cpu": PROXY_CPU if pin else None,
             },
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), **versions()},
-            "results": [sc.to_dict() for sc in results],
+            "results": [sc.to_dict() for sc in http.rows["results"]] if http else [],
+            "suites": {s.name: s.to_dict() for s in done if s.name != "http"},
         }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"results written to {args.json}")
     # Non-zero when a requested scenario failed (a skipped one is not a failure).
-    return 1 if any(sc.status == "failed" for sc in results) else 0
+    return 1 if any(s.failed for s in done) else 0
 
 
 if __name__ == "__main__":

@@ -83,12 +83,13 @@ class Appliance:
         self.upstreams = UpstreamPools()
         self.access_log = AccessLog(config.appliance.log)
         snapshot = lambda: self.runtime.snapshot  # noqa: E731 - handlers read the current snapshot
+        self.relay = TcpRelay(snapshot, self.access_log, self.tracker, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
         self.dispatcher = Dispatcher(
             snapshot,
             self.tracker,
             self.access_log,
             HttpProxy(snapshot, self.upstreams, self.access_log, self.tracker),
-            TcpRelay(snapshot, self.access_log, self.tracker),
+            self.relay,
         )
         self.monitors = MonitorSupervisor(self.runtime)
         self.listeners: Listeners | None = None
@@ -123,6 +124,7 @@ class Appliance:
                 await self._drain(connections)
                 services.cancel_scope.cancel()
             await self.upstreams.close_endpoints()
+            self.relay.close()
 
     def stop(self) -> None:
         self._stop.set()

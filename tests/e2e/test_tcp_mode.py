@@ -15,6 +15,7 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,14 @@ class Harness:
 
 
 @asynccontextmanager
-async def relay_for(text: str, tmp_path: Path, wrap: Callable[[socket.socket], Any] | None = None) -> AsyncIterator[Harness]:
+async def relay_for(
+    text: str, tmp_path: Path, wrap: Callable[[socket.socket], Any] | None = None, member_tls: Any = None
+) -> AsyncIterator[Harness]:
     runtime = Runtime(parse_config(text, "t.yaml"), trio.current_time)
     log_path = tmp_path / "access.log"
     access = AccessLog(LogSpec(access=str(log_path), format=LogFormat.JSON))
     tracker = ConnectionTracker()
-    relay = TcpRelay(lambda: runtime.snapshot, access, tracker)
+    relay = TcpRelay(lambda: runtime.snapshot, access, tracker, member_tls=member_tls)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
@@ -512,17 +515,52 @@ async def test_a_tls_client_stream_takes_the_copy_path(nursery: trio.Nursery, tm
         with trio.fail_after(10):
             raw = await trio.open_tcp_stream("127.0.0.1", harness.port)
             client = trio.SSLStream(raw, client_context, server_hostname="relay.test")
-            async with client:
-                async with trio.open_nursery() as both:
-                    both.start_soon(client.send_all, data)
-                    got = b""
-                    while len(got) < len(data):
-                        got += await client.receive_some(MIB)
+            async with client, trio.open_nursery() as both:
+                both.start_soon(client.send_all, data)
+                got = b""
+                while len(got) < len(data):
+                    got += await client.receive_some(MIB)
         (line,) = await harness.lines(1)
         assert harness.active() == [0]
     assert got == data
     assert line["path"] == "copy" and "error" not in line
     assert (line["bytes_in"], line["bytes_out"]) == (len(data), len(data))
+
+
+async def test_tls_to_the_member_takes_the_copy_path_with_half_close(nursery: trio.Nursery, tmp_path: Path) -> None:
+    from appliance.dataplane.upstream import MemberTls
+
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("member.test").configure_cert(server)
+    to_member = ssl.create_default_context()
+    ca.configure_trust(to_member)
+    received: list[bytes] = []
+
+    async def tls_answer_after_eof(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        async with stream:
+            request = await read_all(stream)  # ends at the relay's close_notify (its half-close)
+            received.append(request)
+            await stream.send_all(b"got %d" % len(request))
+
+    listeners = await nursery.start(
+        partial(trio.serve_ssl_over_tcp, tls_answer_after_eof, 0, server, host="127.0.0.1", https_compatible=False)
+    )
+    port = listeners[0].transport_listener.socket.getsockname()[1]
+    tls = MemberTls(context=to_member, server_name="member.test")
+    data = pattern(MIB, seed=8)
+    async with relay_for(tcp_config([port]), tmp_path, member_tls=lambda pool: tls) as harness:
+        with trio.fail_after(10):
+            client = await trio.open_tcp_stream("127.0.0.1", harness.port)
+            async with client:
+                await client.send_all(data)
+                await client.send_eof()
+                assert await read_all(client) == b"got %d" % len(data)
+        (line,) = await harness.lines(1)
+        assert harness.active() == [0]
+    assert received == [data]
+    assert line["path"] == "copy" and "error" not in line
+    assert (line["bytes_in"], line["bytes_out"]) == (len(data), len(b"got %d" % len(data)))
 
 
 # ---------------------------------------------------------------- through the whole appliance
