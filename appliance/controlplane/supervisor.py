@@ -83,7 +83,9 @@ class Appliance:
         self.upstreams = UpstreamPools()
         self.access_log = AccessLog(config.appliance.log)
         snapshot = lambda: self.runtime.snapshot  # noqa: E731 - handlers read the current snapshot
-        self.relay = TcpRelay(snapshot, self.access_log, self.tracker, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
+        self.relay = TcpRelay(
+            snapshot, self.access_log, self.tracker, member_tls=lambda pool: self.upstreams.member_tls.get(pool)
+        )
         self.dispatcher = Dispatcher(
             snapshot,
             self.tracker,

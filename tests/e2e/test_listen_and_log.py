@@ -90,3 +90,25 @@ async def test_reload_moves_the_access_log_and_refuses_a_log_it_cannot_open(nurs
             await client.get(f"http://127.0.0.1:{port}/two")
     assert "GET /one" in first.read_text() and "GET /two" not in first.read_text()
     assert "GET /two" in second.read_text()
+
+
+async def test_a_wildcard_listener_logs_the_address_the_client_reached(nursery: trio.Nursery, tmp_path: Path) -> None:
+    origin = await nursery.start(Origin("o").serve)
+    port = free_port()
+    log = tmp_path / "access.log"
+    async with running_appliance(conf(f"0.0.0.0:{port}", origin.port, f"{{access: {log}, format: json}}")):
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.7:{port}/echo")).status_code == 200
+    assert json.loads(log.read_text().splitlines()[0])["vip"] == f"127.0.0.7:{port}"
+
+
+def test_an_address_the_host_does_not_have_yet_can_be_bound() -> None:
+    """IP_FREEBIND: the HA takeover binds VIPs before the address is configured."""
+    from appliance.core.model import Endpoint
+    from appliance.dataplane.listen import bind_socket
+
+    sock = bind_socket(Endpoint(host="192.0.2.44", port=free_port()))  # TEST-NET-1: never routed, nothing is sent
+    try:
+        assert sock.getsockname()[0] == "192.0.2.44"
+    finally:
+        sock.close()

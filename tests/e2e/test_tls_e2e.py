@@ -199,3 +199,23 @@ virtual_servers:
                 await stream.send_all(b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
                 with trio.fail_after(5):
                     assert (await stream.receive_some(100)).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_certificates_are_re_read_on_reload_and_a_bad_one_keeps_the_old(nursery: trio.Nursery, tmp_path: Path) -> None:
+    origin = await nursery.start(Origin("o").serve)
+    ca = trustme.CA()
+    cert, key = write_pair(tmp_path, ca, "site", "old.example.test")
+    port = free_port()
+    path = tmp_path / "a.yaml"
+    path.write_text(tls_config(port, origin.port, [(cert, key)]))
+    async with running_appliance(path.read_text(), str(path)) as appliance:
+        _, _, ssl_object = await https_get(port, ca, "old.example.test")
+        assert "old.example.test" in str(ssl_object.getpeercert()["subjectAltName"])
+        key.write_text("not a key")
+        errors = await appliance.reload()
+        assert errors and str(key) in errors[0]
+        _, _, ssl_object = await https_get(port, ca, "old.example.test")  # still served with the old one
+        write_pair(tmp_path, ca, "site", "new.example.test")  # renewed in place, as certbot does
+        assert await appliance.reload() == []
+        _, _, ssl_object = await https_get(port, ca, "new.example.test")
+        assert "new.example.test" in str(ssl_object.getpeercert()["subjectAltName"])
