@@ -1,22 +1,32 @@
-"""Benchmark: the same HTTP load direct to an origin, through the appliance and through HAProxy.
+"""Benchmark: the same load direct to an origin, through the appliance and through HAProxy.
 
-    python -m bench.run [--quick] [-c 50] [-d 10] [--tool python|wrk] [--origins nginx|python] [--json FILE] ...
+    python -m bench.run [--suite http|tcp|tls|all] [--quick] [-c 50] [-d 10] [--tool python|wrk]
+                        [--origins nginx|python] [--json FILE] ...
 
-(`make bench` runs it with the defaults.) It starts 3 origins on free loopback
-ports -- nginx (1 process each, ``return 200 "ok\\n"``, as in the baseline) when
-nginx is installed, else ``bench.origin`` -- then runs one closed-loop
-keep-alive load per scenario:
+(`make bench` runs it with the defaults: the http suite.) It starts 3 origins on
+free loopback ports -- nginx (1 process each, ``return 200 "ok\\n"``, as in the
+baseline) when nginx is installed, else ``bench.origin`` -- then runs the suites:
 
-* ``direct``    -- to the first origin, no proxy in between;
-* ``appliance`` -- through ``.venv/bin/appliance run -c TMPCONF`` (round robin over the 3 origins);
-* ``haproxy``   -- through HAProxy with the equivalent config, when ``haproxy`` is installed;
-* ``ceiling``   -- (``--calibrate``) the load tool against a target that costs it
-                   nothing (HAProxy answering by itself, else one origin on its own CPU):
-                   what the load tool can do at most.
+* ``http`` (this module): one closed-loop keep-alive load per scenario:
+
+  * ``direct``    -- to the first origin, no proxy in between;
+  * ``appliance`` -- through ``.venv/bin/appliance run -c TMPCONF`` (round robin over the 3 origins);
+  * ``haproxy``   -- through HAProxy with the equivalent config, when ``haproxy`` is installed;
+  * ``ceiling``   -- (``--calibrate``) the load tool against a target that costs it
+                     nothing (HAProxy answering by itself, else one origin on its own CPU):
+                     what the load tool can do at most.
+
+* ``tcp`` (``bench.scenarios_tcp``): ``mode tcp`` one-stream bulk (iperf3) and small
+  messages (wrk through the L4 relay): direct, appliance, HAProxy ``mode tcp``, and
+  HAProxy ``mode tcp`` + ``option splice-auto``.
+* ``tls`` (``bench.scenarios_tls``): TLS termination with one certificate for both
+  proxies: HTTPS keep-alive (wrk) and a new handshake per request (ab).
 
 Pinning follows research/perf-baseline.md when ``taskset`` exists and there
-are 2+ CPUs: the proxy on CPU 1, the origins and the load generator on CPU 0.
-It installs nothing; every load is bounded by time and by request count.
+are 2+ CPUs: the proxy on CPU 1, the origins and the load generators on CPU 0.
+It installs nothing; every load is bounded in time (and by request count or bytes
+where the tool has one). The helpers here (processes, configs, CPU accounting, wrk)
+are shared by the suites.
 """
 
 from __future__ import annotations
@@ -65,6 +75,7 @@ class Scenario:
     reason: str = ""
     load: LoadResult | None = None
     proxy_cpu_pct: float | None = None  # utime+stime of the proxy process tree / elapsed
+    foreign_cpu_pct: float | None = None  # other processes' time on the proxy CPU (CpuMeter.foreign_pct)
     cpu_busy_pct: dict[str, float] = field(default_factory=dict)  # per CPU, from /proc/stat
     ratio_direct: float | None = None
     ratio_haproxy: float | None = None
@@ -79,6 +90,7 @@ class Scenario:
             "reason": self.reason,
             "load": self.load.to_dict() if self.load else None,
             "proxy_cpu_pct": self.proxy_cpu_pct,
+            "foreign_cpu_pct": self.foreign_cpu_pct,
             "cpu_busy_pct": self.cpu_busy_pct,
             "ratio_direct": self.ratio_direct,
             "ratio_haproxy": self.ratio_haproxy,
@@ -470,8 +482,8 @@ def appliance_argv(explicit: str | None) -> list[str] | None:
 # CPU accounting
 
 
-def _proc_stat_cpus() -> dict[str, tuple[int, int]]:
-    """Per CPU: (busy jiffies, total jiffies)."""
+def _proc_stat_cpus() -> dict[str, tuple[int, int, int]]:
+    """Per CPU: (busy jiffies, total jiffies, task jiffies = user + nice + system)."""
     out = {}
     try:
         with open("/proc/stat") as f:
@@ -481,7 +493,7 @@ def _proc_stat_cpus() -> dict[str, tuple[int, int]]:
                     vals = [int(v) for v in parts[1:9]]
                     total = sum(vals)
                     idle = vals[3] + vals[4]
-                    out[parts[0]] = (total - idle, total)
+                    out[parts[0]] = (total - idle, total, vals[0] + vals[1] + vals[2])
     except OSError:
         pass
     return out
@@ -513,6 +525,14 @@ def _tree_cpu_seconds(root: int) -> float:
 
 
 class CpuMeter:
+    """Over a ``with`` block: busy % per CPU, the proxy tree's CPU %, and ``foreign_pct``.
+
+    ``foreign_pct`` is the proxy CPU's user + system time not spent by the proxy
+    (for a direct run, all of it): other processes on the proxy's CPU. It can only
+    understate them (a tick in softirq counts as the proxy's time but not as the
+    CPU's system time), so a high figure means the run was disturbed.
+    """
+
     def __init__(self, proxy_pid: int | None) -> None:
         self.proxy_pid = proxy_pid
 
@@ -525,15 +545,25 @@ class CpuMeter:
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.monotonic() - self.t0
         cpus1 = _proc_stat_cpus()
-        self.busy = {}
-        for cpu, (b1, t1) in cpus1.items():
-            b0, t0 = self.cpus0.get(cpu, (0, 0))
+        self.busy: dict[str, float] = {}
+        task: dict[str, float] = {}
+        for cpu, (b1, t1, k1) in cpus1.items():
+            b0, t0, k0 = self.cpus0.get(cpu, (0, 0, 0))
             if t1 > t0:
                 self.busy[cpu] = round(100.0 * (b1 - b0) / (t1 - t0), 1)
-        self.proxy_pct = None
+                task[cpu] = 100.0 * (k1 - k0) / (t1 - t0)
+        self.proxy_pct: float | None = None
         if self.proxy_pid and self.elapsed > 0:
             used = _tree_cpu_seconds(self.proxy_pid) - self.proxy0
             self.proxy_pct = round(100.0 * used / self.elapsed, 1)
+        self.foreign_pct: float | None = None
+        if f"cpu{PROXY_CPU}" in task:
+            self.foreign_pct = round(max(0.0, task[f"cpu{PROXY_CPU}"] - (self.proxy_pct or 0.0)), 1)
+
+    def fill(self, sc: Scenario) -> None:
+        sc.cpu_busy_pct = self.busy
+        sc.proxy_cpu_pct = self.proxy_pct
+        sc.foreign_cpu_pct = self.foreign_pct
 
 
 # ---------------------------------------------------------------------------
@@ -658,8 +688,7 @@ def measure(name: str, port: int, proxy_pid: int | None, args: argparse.Namespac
             sc.load = run_wrk_load(port, args, args.duration, pin, wrk_script)
         else:
             sc.load = run_python_load(port, args, args.duration, pin)
-    sc.cpu_busy_pct = meter.busy
-    sc.proxy_cpu_pct = meter.proxy_pct
+    meter.fill(sc)
     if sc.load.ok == 0:
         sc.status = "failed"
         sc.reason = f"no successful response ({sc.load.total_errors} errors: {sc.load.errors})"
@@ -859,17 +888,33 @@ def with_tool(args: argparse.Namespace, tool: str) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), "tool": tool})
 
 
+FOREIGN_MAX = 10.0  # % of the proxy CPU other processes may use before a run counts as disturbed
+
+
 def idle_cpu_notes(rows: list[Scenario], pin: bool, what: str) -> list[str]:
-    """Direct traffic leaves the proxy CPU idle; if it was busy, something else ran."""
-    notes = []
+    """Rows during which other processes used the proxy CPU: their figures are disturbed.
+
+    A direct run leaves the proxy CPU idle; in a proxy run, the CPU's user + system
+    time beyond the proxy's own is someone else's.
+    """
+    if not pin:
+        return []
+    bad = []
     idle_cpu = f"cpu{PROXY_CPU}"
     for sc in rows:
-        if pin and sc.name == "direct" and sc.cpu_busy_pct.get(idle_cpu, 0) > 15:
-            notes.append(
-                f"CPU {PROXY_CPU} was {sc.cpu_busy_pct[idle_cpu]:.0f}% busy during '{what}' direct (it should be idle): "
-                "other processes are using the machine, so the figures are disturbed"
-            )
-    return notes
+        if sc.status != "ok":
+            continue
+        foreign = sc.foreign_cpu_pct
+        if foreign is None and sc.name == "direct":
+            foreign = sc.cpu_busy_pct.get(idle_cpu)
+        if foreign is not None and foreign > FOREIGN_MAX:
+            bad.append(f"{sc.name} {foreign:.0f}%")
+    if not bad:
+        return []
+    return [
+        f"{what}: other processes used CPU {PROXY_CPU} (the proxy's, idle for direct runs) during: {', '.join(bad)}: "
+        "those figures are disturbed; rerun on a quiet machine"
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -1018,6 +1063,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--bulk-bytes", type=int, default=1 << 30, help="tcp suite, bulk with bench.bulk: bytes per run (1 GiB; -d bounds it too)"
     )
+    ap.add_argument(
+        "--bulk-omit",
+        type=float,
+        default=6.0,
+        help="tcp suite, bulk with iperf3: seconds sent first and not counted (-O; 6). HAProxy's splice-auto "
+        "starts splicing only ~5 s into a stream",
+    )
     ap.add_argument("--cert", choices=("rsa", "ec"), default="rsa", help="tls suite: RSA-2048 or ECDSA P-256 certificate")
     ap.add_argument(
         "--handshake-tool",
@@ -1051,8 +1103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--handshake-tool wrk: wrk is not on PATH ({WRK_HINT})")
     if args.connections < 1 or args.duration <= 0 or args.max_requests < 1:
         ap.error("-c, -d and --max-requests must be positive")
-    if args.bulk_bytes < 1 or args.handshake_connections < 1:
-        ap.error("--bulk-bytes and --handshake-connections must be positive")
+    if args.bulk_bytes < 1 or args.handshake_connections < 1 or args.bulk_omit < 0:
+        ap.error("--bulk-bytes and --handshake-connections must be positive, --bulk-omit not negative")
     nginx = find_tool("nginx")
     if args.origins == "nginx" and nginx is None:
         ap.error(f"--origins nginx: nginx is not on PATH nor in {', '.join(SBIN_DIRS)} ({NGINX_HINT})")
@@ -1143,6 +1195,7 @@ def main(argv: list[str] | None = None) -> int:
                 "origins": args.origins,
                 "access_log": args.access_log,
                 "bulk_tool": args.bulk_tool,
+                "bulk_omit": args.bulk_omit,
                 "cert": args.cert,
                 "handshake_tool": args.handshake_tool,
                 "handshake_connections": args.handshake_connections,

@@ -116,28 +116,51 @@ def start_sink(procs: Procs, tool: str, pin: bool, workdir: Path) -> tuple[subpr
     return proc, port
 
 
-def iperf3_argv(iperf3: str, port: int, seconds: int) -> list[str]:
-    return [iperf3, "-c", HOST, "-p", str(port), "-t", str(seconds), "-J", "--connect-timeout", "5000"]
+def iperf3_argv(iperf3: str, port: int, seconds: int, omit: int = 0) -> list[str]:
+    argv = [iperf3, "-c", HOST, "-p", str(port), "-t", str(seconds), "-J", "--connect-timeout", "5000"]
+    if omit > 0:
+        argv += ["-O", str(omit)]  # sent, not counted: the stream's first `omit` seconds
+    return argv
 
 
-def run_bulk_client(tool: str, port: int, args: argparse.Namespace, pin: bool) -> BulkResult:
-    """One stream to ``port``, the sender on the load CPU; bounded by ``-d`` (and ``--bulk-bytes`` for Python)."""
+def run_bulk_client(
+    tool: str, port: int, args: argparse.Namespace, pin: bool, proxy_pid: int | None
+) -> tuple[BulkResult, CpuMeter]:
+    """One stream to ``port``, the sender on the load CPU; bounded by ``-d`` (and ``--bulk-bytes`` for Python).
+
+    With iperf3 the first ``--bulk-omit`` seconds are sent but neither counted nor CPU-metered.
+    """
     prefix = ["taskset", "-c", str(LOAD_CPU)] if pin else []
     if tool == "python":
         argv = [sys.executable, "-m", "bench.bulk", "send", "--port", str(port)]
         argv += ["--bytes", str(args.bulk_bytes), "-d", f"{args.duration:g}"]
-        p = subprocess.run([*prefix, *argv], capture_output=True, text=True, cwd=REPO, timeout=args.duration + 60)
+        with CpuMeter(proxy_pid) as meter:
+            p = subprocess.run([*prefix, *argv], capture_output=True, text=True, cwd=REPO, timeout=args.duration + 60)
         if p.returncode != 0:
             raise RuntimeError(f"bench.bulk send failed ({p.returncode}): {p.stderr.strip()[-300:]}")
         d = json.loads(p.stdout.strip().splitlines()[-1])
-        return BulkResult(tool=d["tool"], bytes=d["bytes"], seconds=d["seconds"])
+        return BulkResult(tool=d["tool"], bytes=d["bytes"], seconds=d["seconds"]), meter
     iperf3 = find_tool("iperf3")
     assert iperf3 is not None
     seconds = max(1, round(args.duration))
+    omit = max(0, round(args.bulk_omit))
     for attempt in range(BUSY_RETRIES):
-        p = subprocess.run([*prefix, *iperf3_argv(iperf3, port, seconds)], capture_output=True, text=True, timeout=seconds + 30)
+        with subprocess.Popen(
+            [*prefix, *iperf3_argv(iperf3, port, seconds, omit)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as proc:
+            try:
+                try:
+                    proc.wait(timeout=omit + 0.2)  # the omitted seconds (+ connection setup): not metered
+                except subprocess.TimeoutExpired:
+                    pass
+                with CpuMeter(proxy_pid) as meter:
+                    out, _ = proc.communicate(timeout=seconds + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise RuntimeError(f"iperf3 did not finish within {omit + seconds + 30} s") from None
         try:
-            return parse_iperf3(p.stdout)
+            return parse_iperf3(out), meter
         except RuntimeError as exc:
             if "busy" in str(exc) and attempt + 1 < BUSY_RETRIES:
                 time.sleep(1.0)
@@ -149,10 +172,8 @@ def run_bulk_client(tool: str, port: int, args: argparse.Namespace, pin: bool) -
 def measure_bulk(name: str, tool: str, port: int, proxy_pid: int | None, args: argparse.Namespace, pin: bool) -> Scenario:
     sc = Scenario(name)
     progress(f"{name}: one {tool} stream to {HOST}:{port}")
-    with CpuMeter(proxy_pid) as meter:
-        sc.bulk = run_bulk_client(tool, port, args, pin)
-    sc.cpu_busy_pct = meter.busy
-    sc.proxy_cpu_pct = meter.proxy_pct
+    sc.bulk, meter = run_bulk_client(tool, port, args, pin, proxy_pid)
+    meter.fill(sc)
     if sc.bulk.bytes == 0:
         sc.status = "failed"
         sc.reason = "no byte reached the sink"
@@ -295,8 +316,9 @@ def run_tcp_suite(
     bulk = run_bulk(args, procs, pin, tmp, haproxy, tool)
     small = run_small(args, procs, pin, tmp, ports, wrk_script, haproxy)
 
+    omit = max(0, round(args.bulk_omit))
     bulk_how = (
-        f"iperf3 -t {seconds}, 1 stream" if tool == "iperf3" else f"bench.bulk, 1 stream, <= {args.bulk_bytes:,} bytes / {seconds:g} s"
+        f"iperf3 -t {seconds} -O {omit}, 1 stream" if tool == "iperf3" else f"bench.bulk, 1 stream, <= {args.bulk_bytes:,} bytes / {seconds:g} s"
     )
     notes: list[str] = []
     if tool == "python" and args.bulk_tool == "auto":

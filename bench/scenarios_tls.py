@@ -219,7 +219,7 @@ def measure_keepalive(name: str, port: int, pid: int, args: argparse.Namespace, 
     progress(f"{name}: wrk -c{args.connections} https://{HOST}:{port}/")
     with CpuMeter(pid) as meter:
         sc.load = run_wrk_load(port, args, args.duration, pin, script, scheme="https")
-    sc.cpu_busy_pct, sc.proxy_cpu_pct = meter.busy, meter.proxy_pct
+    meter.fill(sc)
     if sc.load.ok == 0:
         sc.status, sc.reason = "failed", f"no successful response ({sc.load.errors})"
     return sc
@@ -238,7 +238,7 @@ def measure_handshakes(
             sc.load, sc.extra["ab_tls"] = run_ab(port, conns, seconds, pin)
         else:
             sc.load = run_wrk_load(port, args, seconds, pin, script, scheme="https", connections=conns, headers=close)
-    sc.cpu_busy_pct, sc.proxy_cpu_pct = meter.busy, meter.proxy_pct
+    meter.fill(sc)
     if sc.load.ok == 0:
         sc.status, sc.reason = "failed", f"no successful response ({sc.load.errors})"
         return sc

@@ -27,6 +27,7 @@ def pattern(n: int) -> bytes:
 class Origin:
     """A member for tests. Behaviour by path:
 
+    /health     `health_status` with `health_body`
     /echo       JSON: method, target, headers, body length and sha256, connection number
     /big/N      N pattern bytes with Content-Length; /chunked/N the same, chunked
     /slow       never answers
@@ -39,6 +40,8 @@ class Origin:
 
     name: str
     port: int = 0
+    health_status: int = 200  # what /health answers, with health_body
+    health_body: bytes = b"ok"
     connections: int = 0
     requests: list[dict[str, object]] = field(default_factory=list)
 
@@ -93,6 +96,13 @@ class Origin:
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             stream.socket.close()
             return False
+        if path == "/health":
+            await stream.send_all(
+                conn.send(h11.Response(status_code=self.health_status, headers=[("content-length", str(len(self.health_body)))]))
+                + conn.send(h11.Data(data=self.health_body))
+                + conn.send(h11.EndOfMessage())
+            )
+            return True
         if path == "/partial-head":
             await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2")  # never finishes the line
             await trio.sleep_forever()

@@ -1,6 +1,9 @@
 """Health probes: one task per (member, monitor), feeding results to the runtime.
 
-The first probe of a target runs at once so members leave `unknown` quickly;
+Probes: `tcp` connects; `http` and `https` send one request and judge the
+status and body (`core.checks`); `https` uses the pool's TLS settings to its
+members, or TLS without verification when the pool has none (as F5's https
+monitor). The first probe of a target runs at once so members leave `unknown` quickly;
 afterwards each waits `interval` shortened by a random jitter of up to
 ``JITTER`` so a thousand members are not probed in the same millisecond. A
 target has at most one probe in flight. The set of tasks follows the config:
@@ -11,13 +14,17 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 
+import h11
 import trio
 
 from appliance.controlplane.runtime import MonitorTarget, Runtime
 from appliance.core.health import CheckResult
-from appliance.core.model import MonitorType
-from appliance.dataplane.upstream import connect
+from appliance.core import checks
+from appliance.core.model import MonitorType, UpstreamTls
+from appliance.dataplane.tls import client_context
+from appliance.dataplane.upstream import MemberTls, connect
 from appliance.errors import UpstreamConnectError
 
 LOGGER = logging.getLogger("appliance.monitors")
@@ -25,7 +32,7 @@ LOGGER = logging.getLogger("appliance.monitors")
 JITTER = 0.1  # fraction of the interval; HAProxy's spread-checks suggests 2..5 %, we spread wider
 
 
-async def probe_tcp(target: MonitorTarget) -> tuple[bool, str]:
+async def probe_tcp(target: MonitorTarget, tls: MemberTls | None) -> tuple[bool, str]:
     """A TCP connect, as the data plane makes it; success is an accepted connection."""
     try:
         conn = await connect(target.address, target.monitor.timeout)
@@ -35,12 +42,60 @@ async def probe_tcp(target: MonitorTarget) -> tuple[bool, str]:
     return True, "connect ok"
 
 
-PROBES = {MonitorType.TCP: probe_tcp}
+async def probe_http(target: MonitorTarget, tls: MemberTls | None) -> tuple[bool, str]:
+    """One HTTP request (over TLS for `https`) judged by the monitor's `expect`."""
+    monitor = target.monitor
+    try:
+        conn = await connect(target.address, monitor.timeout, tls)
+    except UpstreamConnectError as exc:
+        return False, str(exc)
+    status = 0
+    body = bytearray()
+    try:
+        http = conn.http
+        method, path, headers = checks.request_for(monitor, target.address)
+        await conn.stream.send_all(http.send(h11.Request(method=method, target=path, headers=headers)) + http.send(_END))
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                if status and len(body) >= checks.BODY_LIMIT:
+                    break  # enough to judge
+                http.receive_data(await conn.stream.receive_some(65536))
+            elif type(event) is h11.Response:
+                status = event.status_code
+            elif type(event) is h11.Data:
+                body += event.data
+            elif type(event) is h11.InformationalResponse:
+                continue
+            else:
+                break  # EndOfMessage or ConnectionClosed
+    except h11.RemoteProtocolError as exc:
+        if not status:
+            return False, f"invalid response: {exc}"
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        if not status:
+            return False, "connection closed before a response"
+    finally:
+        await conn.aclose()
+    if not status:
+        return False, "connection closed before a response"
+    return checks.verdict(monitor.expect, status, bytes(body))
+
+
+PROBES = {MonitorType.TCP: probe_tcp, MonitorType.HTTP: probe_http, MonitorType.HTTPS: probe_http}
+_END = h11.EndOfMessage()
 
 
 class MonitorSupervisor:
-    def __init__(self, runtime: Runtime, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        rng: random.Random | None = None,
+        member_tls: Callable[[str], MemberTls | None] = lambda pool: None,
+    ) -> None:
         self._runtime = runtime
+        self._member_tls = member_tls
+        self._unverified: MemberTls | None = None
         self._rng = rng or random.Random()
         self._tasks: dict[MonitorTarget, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
@@ -65,15 +120,26 @@ class MonitorSupervisor:
 
     async def _loop(self, target: MonitorTarget, scope: trio.CancelScope) -> None:
         monitor = target.monitor
-        probe = PROBES.get(monitor.type, probe_tcp)  # http/https monitors arrive later; probe the port meanwhile
+        probe = PROBES[monitor.type]
         with scope:
             while True:
                 started = trio.current_time()
+                tls = self._tls_for(target) if monitor.type is MonitorType.HTTPS else None
                 with trio.move_on_after(monitor.timeout) as timed:
-                    ok, reason = await probe(target)
+                    ok, reason = await probe(target, tls)
                 if timed.cancelled_caught:
                     ok, reason = False, f"timeout after {monitor.timeout:g}s"
                 now = trio.current_time()
                 self._runtime.record_check(target, CheckResult(ok=ok, reason=reason, latency=now - started, at=now))
                 pause = monitor.interval * (1 - JITTER * self._rng.random())
                 await trio.sleep_until(started + pause)
+
+    def _tls_for(self, target: MonitorTarget) -> MemberTls:
+        """The pool's TLS to its members, or (as F5's https monitor) TLS without verification."""
+        tls = self._member_tls(target.pool)
+        if tls is None:
+            if self._unverified is None:
+                context = client_context(UpstreamTls(verify=False), "https monitor")
+                self._unverified = MemberTls(context=context, server_name=None)
+            tls = self._unverified
+        return tls

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.core.balancing import Balancer, make_balancer
-from appliance.core.health import CheckResult, Flip, Health, HealthMachine, combine
+from appliance.core.health import CheckResult, Flip, Health, HealthMachine, LastCheck, combine
 from appliance.core.model import AdminState, Config, Endpoint, Member, Monitor, Pool
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.core.stats import MemberStats
@@ -45,13 +45,13 @@ class MonitorTarget:
 
 
 class _MemberState:
-    __slots__ = ("config", "admin_state", "machines", "last_check", "since", "stats")
+    __slots__ = ("config", "admin_state", "machines", "checks", "since", "stats")
 
     def __init__(self, config: Member, monitors: list[Monitor], now: float) -> None:
         self.config = config
         self.admin_state = config.state
         self.machines = {m.name: HealthMachine(rise=m.rise, fall=m.fall, now=now) for m in monitors}
-        self.last_check: CheckResult | None = None
+        self.checks = LastCheck()
         self.since = now
         self.stats = MemberStats()
 
@@ -98,7 +98,7 @@ class Runtime:
             return None
         before = state.health
         flip = machine.observe(result.ok, result.at, result.reason)
-        state.last_check = result
+        state.checks.result = result
         after = state.health
         if after is not before:
             state.since = result.at
@@ -179,7 +179,7 @@ class Runtime:
             admin_state=state.admin_state,
             health=state.health,
             since=state.since,
-            last_check=state.last_check,
+            checks=state.checks,
             stats=state.stats,
         )
 

@@ -93,7 +93,7 @@ class Appliance:
             HttpProxy(snapshot, self.upstreams, self.access_log, self.tracker),
             self.relay,
         )
-        self.monitors = MonitorSupervisor(self.runtime)
+        self.monitors = MonitorSupervisor(self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
         self.listeners: Listeners | None = None
         self._service_nursery: trio.Nursery | None = None
         self._stop = trio.Event()

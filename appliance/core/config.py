@@ -104,7 +104,6 @@ from appliance.errors import ConfigError, ConfigIssue
 NOT_YET_SUPPORTED: tuple[tuple[str, tuple[object, ...] | None], ...] = (
     ("appliance.workers", (1,)),
     ("admin", None),  # the admin API comes later
-    ("monitors.*.type", ("tcp",)),
     ("address_sets", None),
     ("snat_pools", None),
     ("pools.*.method", ("round_robin",)),

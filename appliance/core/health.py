@@ -57,6 +57,20 @@ class CheckResult:
     at: float
 
 
+class LastCheck:
+    """The latest probe result of a member, shared by every snapshot that shows it.
+
+    Probes run every few seconds on every member; publishing a new snapshot
+    for each would cost O(members) per probe, so the result is written here and
+    snapshots are rebuilt only when health flips.
+    """
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result: CheckResult | None = None
+
+
 class HealthMachine:
     """Rise/fall verdicts of one monitor on one member."""
 

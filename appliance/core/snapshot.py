@@ -14,7 +14,7 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 
 from appliance.core.balancing import Balancer
-from appliance.core.health import CheckResult, Health
+from appliance.core.health import CheckResult, Health, LastCheck
 from appliance.core.model import AdminState, Config, Endpoint, Member, Pool, VirtualServer
 from appliance.core.stats import MemberStats
 
@@ -27,8 +27,12 @@ class MemberView:
     admin_state: AdminState
     health: Health
     since: float  # time of the last health or admin change
-    last_check: CheckResult | None
+    checks: LastCheck
     stats: MemberStats
+
+    @property
+    def last_check(self) -> CheckResult | None:
+        return self.checks.result
 
     @property
     def name(self) -> str:

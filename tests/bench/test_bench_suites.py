@@ -232,6 +232,9 @@ def test_iperf3_argv_bounded() -> None:
     assert argv[argv.index("-t") + 1] == "3"
     assert "-J" in argv and argv[argv.index("-c") + 1] == "127.0.0.1"
     assert "--connect-timeout" in argv
+    assert "-O" not in argv
+    argv = iperf3_argv("iperf3", 5201, 3, omit=6)
+    assert argv[argv.index("-O") + 1] == "6"
 
 
 def test_choose_bulk_tool() -> None:
