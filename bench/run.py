@@ -75,7 +75,7 @@ class Scenario:
     reason: str = ""
     load: LoadResult | None = None
     proxy_cpu_pct: float | None = None  # utime+stime of the proxy process tree / elapsed
-    foreign_cpu_pct: float | None = None  # other processes' time on the proxy CPU (CpuMeter.foreign_pct)
+    foreign_cpu_pct: float | None = None  # CPU used by processes the bench did not start (CpuMeter.foreign_pct)
     cpu_busy_pct: dict[str, float] = field(default_factory=dict)  # per CPU, from /proc/stat
     ratio_direct: float | None = None
     ratio_haproxy: float | None = None
@@ -482,8 +482,8 @@ def appliance_argv(explicit: str | None) -> list[str] | None:
 # CPU accounting
 
 
-def _proc_stat_cpus() -> dict[str, tuple[int, int, int]]:
-    """Per CPU: (busy jiffies, total jiffies, task jiffies = user + nice + system)."""
+def _proc_stat_cpus() -> dict[str, tuple[int, int]]:
+    """Per CPU: (busy jiffies, total jiffies)."""
     out = {}
     try:
         with open("/proc/stat") as f:
@@ -493,16 +493,25 @@ def _proc_stat_cpus() -> dict[str, tuple[int, int, int]]:
                     vals = [int(v) for v in parts[1:9]]
                     total = sum(vals)
                     idle = vals[3] + vals[4]
-                    out[parts[0]] = (total - idle, total, vals[0] + vals[1] + vals[2])
+                    out[parts[0]] = (total - idle, total)
     except OSError:
         pass
     return out
 
 
-def _tree_cpu_seconds(root: int) -> float:
-    """utime+stime of ``root`` and all its descendants (live ones)."""
-    hz = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, int]] = {}  # pid -> (ppid, ticks)
+_PF_KTHREAD = 0x00200000
+
+
+@dataclass
+class _ProcCpu:
+    ppid: int
+    ticks: int  # utime + stime
+    reaped: int  # cutime + cstime: children that exited and were waited for
+
+
+def _proc_snapshot() -> dict[int, _ProcCpu]:
+    """CPU ticks of every user-space process (kernel threads left out)."""
+    stats: dict[int, _ProcCpu] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -512,53 +521,76 @@ def _tree_cpu_seconds(root: int) -> float:
         except OSError:
             continue
         rest = data[data.rfind(")") + 2 :].split()
-        stats[int(entry)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
-    tree = {root}
-    changed = True
-    while changed:
-        changed = False
-        for pid, (ppid, _) in stats.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                changed = True
-    return sum(stats[p][1] for p in tree if p in stats) / hz
+        if int(rest[6]) & _PF_KTHREAD:
+            continue
+        stats[int(entry)] = _ProcCpu(int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14]))
+    return stats
+
+
+def _tree(stats: dict[int, _ProcCpu], root: int) -> set[int]:
+    """``root`` and its live descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, st in stats.items():
+        children.setdefault(st.ppid, []).append(pid)
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, ()))
+    return tree
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    """utime+stime of ``root`` and all its descendants (live ones)."""
+    stats = _proc_snapshot()
+    return sum(stats[p].ticks for p in _tree(stats, root) if p in stats) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:
     """Over a ``with`` block: busy % per CPU, the proxy tree's CPU %, and ``foreign_pct``.
 
-    ``foreign_pct`` is the proxy CPU's user + system time not spent by the proxy
-    (for a direct run, all of it): other processes on the proxy's CPU. It can only
-    understate them (a tick in softirq counts as the proxy's time but not as the
-    CPU's system time), so a high figure means the run was disturbed.
+    ``foreign_pct`` is the CPU that processes this run did not start used
+    meanwhile (in % of one CPU): every user-space process outside the bench's own
+    process tree, with the children it reaped. Kernel threads are left out (the
+    softirq work of loopback traffic is the bench's own). Above FOREIGN_MAX the
+    run was disturbed, for example by a test suite running beside it.
     """
 
     def __init__(self, proxy_pid: int | None) -> None:
         self.proxy_pid = proxy_pid
 
+    def _foreign_ticks(self, stats: dict[int, _ProcCpu]) -> dict[int, int]:
+        ours = _tree(stats, os.getpid())
+        return {pid: st.ticks + st.reaped for pid, st in stats.items() if pid not in ours}
+
     def __enter__(self) -> CpuMeter:
         self.cpus0 = _proc_stat_cpus()
-        self.proxy0 = _tree_cpu_seconds(self.proxy_pid) if self.proxy_pid else 0.0
+        snap = _proc_snapshot()
+        self.proxy0 = sum(snap[p].ticks for p in _tree(snap, self.proxy_pid) if p in snap) if self.proxy_pid else 0
+        self.foreign0 = self._foreign_ticks(snap)
         self.t0 = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.monotonic() - self.t0
+        snap = _proc_snapshot()
         cpus1 = _proc_stat_cpus()
+        hz = os.sysconf("SC_CLK_TCK")
         self.busy: dict[str, float] = {}
-        task: dict[str, float] = {}
-        for cpu, (b1, t1, k1) in cpus1.items():
-            b0, t0, k0 = self.cpus0.get(cpu, (0, 0, 0))
+        for cpu, (b1, t1) in cpus1.items():
+            b0, t0 = self.cpus0.get(cpu, (0, 0))
             if t1 > t0:
                 self.busy[cpu] = round(100.0 * (b1 - b0) / (t1 - t0), 1)
-                task[cpu] = 100.0 * (k1 - k0) / (t1 - t0)
         self.proxy_pct: float | None = None
-        if self.proxy_pid and self.elapsed > 0:
-            used = _tree_cpu_seconds(self.proxy_pid) - self.proxy0
-            self.proxy_pct = round(100.0 * used / self.elapsed, 1)
         self.foreign_pct: float | None = None
-        if f"cpu{PROXY_CPU}" in task:
-            self.foreign_pct = round(max(0.0, task[f"cpu{PROXY_CPU}"] - (self.proxy_pct or 0.0)), 1)
+        if self.elapsed <= 0:
+            return
+        if self.proxy_pid:
+            used = sum(snap[p].ticks for p in _tree(snap, self.proxy_pid) if p in snap) - self.proxy0
+            self.proxy_pct = round(100.0 * used / hz / self.elapsed, 1)
+        foreign = sum(max(0, t - self.foreign0.get(pid, 0)) for pid, t in self._foreign_ticks(snap).items())
+        self.foreign_pct = round(100.0 * foreign / hz / self.elapsed, 1)
 
     def fill(self, sc: Scenario) -> None:
         sc.cpu_busy_pct = self.busy
@@ -883,37 +915,37 @@ def versions() -> dict[str, str]:
     return out
 
 
+def wrk_installed() -> bool:
+    """wrk is run by name, so it must be on PATH."""
+    return shutil.which("wrk") is not None
+
+
 def with_tool(args: argparse.Namespace, tool: str) -> argparse.Namespace:
     """A copy of ``args`` whose load generator (read by ``measure``) is ``tool``."""
     return argparse.Namespace(**{**vars(args), "tool": tool})
 
 
-FOREIGN_MAX = 10.0  # % of the proxy CPU other processes may use before a run counts as disturbed
+FOREIGN_MAX = 10.0  # % of one CPU that other processes may use before a run counts as disturbed
 
 
 def idle_cpu_notes(rows: list[Scenario], pin: bool, what: str) -> list[str]:
-    """Rows during which other processes used the proxy CPU: their figures are disturbed.
+    """Rows during which other processes used the machine (CpuMeter.foreign_pct): their figures are disturbed.
 
-    A direct run leaves the proxy CPU idle; in a proxy run, the CPU's user + system
-    time beyond the proxy's own is someone else's.
+    Pinned or not; a direct run with its proxy CPU busy is flagged too.
     """
-    if not pin:
-        return []
     bad = []
-    idle_cpu = f"cpu{PROXY_CPU}"
     for sc in rows:
         if sc.status != "ok":
             continue
-        foreign = sc.foreign_cpu_pct
-        if foreign is None and sc.name == "direct":
-            foreign = sc.cpu_busy_pct.get(idle_cpu)
-        if foreign is not None and foreign > FOREIGN_MAX:
-            bad.append(f"{sc.name} {foreign:.0f}%")
+        foreign = sc.foreign_cpu_pct or 0.0
+        idle = sc.cpu_busy_pct.get(f"cpu{PROXY_CPU}", 0.0) if pin and sc.name == "direct" else 0.0
+        if foreign > FOREIGN_MAX or idle > 15:
+            bad.append(f"{sc.name} {max(foreign, idle):.0f}%")
     if not bad:
         return []
     return [
-        f"{what}: other processes used CPU {PROXY_CPU} (the proxy's, idle for direct runs) during: {', '.join(bad)}: "
-        "those figures are disturbed; rerun on a quiet machine"
+        f"{what}: other processes used the CPUs (% of one CPU) during: {', '.join(bad)}: those figures are disturbed; "
+        "rerun on a quiet machine"
     ]
 
 
@@ -1090,7 +1122,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     args.suites = list(SUITES) if args.suite == "all" else [args.suite]
-    have_wrk = shutil.which("wrk") is not None
+    have_wrk = wrk_installed()
     if args.tool == "wrk" and not have_wrk:
         ap.error(f"--tool wrk: wrk is not on PATH ({INSTALL_HINT})")
     args.http_tool = args.tool or "python"

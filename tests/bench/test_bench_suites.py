@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from appliance.core.config import parse_config
 from bench import run as bench_run
 from bench.bulk import BulkResult, parse_iperf3, send_bulk, serve_sink
 from bench.run import Scenario, appliance_config, find_tool, haproxy_config, parse_args
-from bench.scenarios_tcp import choose_bulk_tool, goal_note, iperf3_argv
+from bench.scenarios_tcp import choose_bulk_tool, goal_note, iperf3_argv, l4_specs
 from bench.scenarios_tls import (
     ab_argv,
     choose_handshake_tool,
@@ -32,6 +33,7 @@ from bench.scenarios_tls import (
     openssl_req_argv,
     parse_ab,
     stall_notes,
+    tls_specs,
 )
 from bench.table import Column, fill_ratios, format_table
 
@@ -386,7 +388,7 @@ def test_ratios_and_table() -> None:
 
 def test_parse_args_suites(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(bench_run, "find_tool", lambda name: None)
-    monkeypatch.setattr(bench_run.shutil, "which", lambda name: None)
+    monkeypatch.setattr(bench_run, "wrk_installed", lambda: False)
     args = parse_args([])
     assert args.suite == "http" and args.suites == ["http"]
     assert args.http_tool == "python" and args.l4_tool == "python"  # no wrk
@@ -405,9 +407,64 @@ def test_parse_args_suites(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 
 def test_parse_args_tools_with_wrk(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench_run, "find_tool", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(bench_run.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(bench_run, "wrk_installed", lambda: True)
     args = parse_args(["--suite", "tcp"])
     assert args.http_tool == "python"  # the http suite's default is unchanged
     assert args.l4_tool == "wrk"
     assert parse_args(["--tool", "python"]).l4_tool == "python"
     assert parse_args(["--cert", "ec"]).cert == "ec"
+
+
+# ---------------------------------------------------------------------------
+# CPU accounting
+
+
+def test_cpu_meter_tells_the_proxy_from_foreign_processes() -> None:
+    """A busy child of ours counts as the proxy, a busy orphan (not started by us) as foreign. ~1 s of CPU."""
+    from bench.run import CpuMeter, idle_cpu_notes
+
+    spin = "import time; t = time.monotonic() + 0.8\nwhile time.monotonic() < t: pass"
+    ours = subprocess.Popen([sys.executable, "-c", spin])
+    # Orphaned at once: reparented away from this process tree, like another session's test run.
+    subprocess.run(["sh", "-c", f'{sys.executable} -c "{spin}" >/dev/null 2>&1 &'], check=True)
+    try:
+        with CpuMeter(ours.pid) as meter:
+            time.sleep(0.5)  # both spin meanwhile (the proxy must be alive at the end, as in the bench)
+    finally:
+        ours.wait(timeout=10)
+    assert meter.proxy_pct is not None and meter.proxy_pct > 40
+    assert meter.foreign_pct is not None and meter.foreign_pct > 30
+    sc = Scenario("appliance")
+    meter.fill(sc)
+    (note,) = idle_cpu_notes([sc], pin=False, what="bulk")
+    assert "appliance" in note and "disturbed" in note
+    assert idle_cpu_notes([Scenario("appliance", foreign_cpu_pct=2.0)], pin=False, what="bulk") == []
+
+
+def test_specs_per_row(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Which relays each suite starts, with which config; a missing HAProxy is a skipped row with the hint."""
+    monkeypatch.setattr(bench_run, "find_tool", lambda name: None)
+    monkeypatch.setattr(bench_run, "wrk_installed", lambda: False)
+    args = parse_args(["--suite", "tcp", "--appliance", "/opt/appliance"])
+    specs = l4_specs(args, "/usr/sbin/haproxy", [5201])
+    assert [s.name for s in specs] == ["appliance", "haproxy", "haproxy-splice"]
+    app, hap, spl = specs
+    assert not isinstance(app, Scenario) and not isinstance(hap, Scenario) and not isinstance(spl, Scenario)
+    assert app.argv == ["/opt/appliance", "run", "-c", "{CONF}"] and app.config_name == "appliance.yaml"
+    assert f"listen: [127.0.0.1:{app.port}]" in app.config_text and "mode: tcp" in app.config_text
+    assert hap.argv == ["/usr/sbin/haproxy", "-db", "-f", "{CONF}"]
+    assert "option splice-auto" not in hap.config_text and "option splice-auto" in spl.config_text
+    assert len({app.port, hap.port, spl.port}) == 3
+
+    (skipped,) = l4_specs(parse_args(["--scenarios", "direct,haproxy-splice"]), None, [5201])
+    assert isinstance(skipped, Scenario)
+    assert (skipped.name, skipped.status) == ("haproxy-splice", "skipped")
+    assert "apt-get install haproxy" in skipped.reason
+
+    cert = make_certificate(tmp_path, "ec", None)
+    tls = tls_specs(parse_args(["--suite", "tls", "--appliance", "/opt/appliance"]), "/usr/sbin/haproxy", [9001], cert)
+    assert [s.name for s in tls] == ["appliance", "haproxy"]  # no direct, no splice variant for TLS
+    app_tls, hap_tls = tls
+    assert not isinstance(app_tls, Scenario) and not isinstance(hap_tls, Scenario)
+    assert str(cert.key) in app_tls.config_text and "mode: http" in app_tls.config_text
+    assert f'ssl crt "{cert.pem}"' in hap_tls.config_text
