@@ -29,6 +29,15 @@ class MemberView:
     since: float  # time of the last health or admin change
     checks: LastCheck
     stats: MemberStats
+    ramp_start: float | None = None  # when it last became available; None: since start-up
+
+    @property
+    def ratio(self) -> int:
+        return self.config.ratio
+
+    @property
+    def active(self) -> int:
+        return self.stats.active
 
     @property
     def last_check(self) -> CheckResult | None:
@@ -65,11 +74,9 @@ class PoolView:
     members: tuple[MemberView, ...]
     balancer: Balancer
     ready: tuple[MemberView, ...] = field(init=False)  # enabled and healthy, in slot order
-    _limited: bool = field(init=False)  # any member with a connection limit
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ready", tuple(m for m in self.members if m.ready))
-        object.__setattr__(self, "_limited", any(m.config.connection_limit for m in self.members))
 
     @property
     def name(self) -> str:
@@ -78,12 +85,9 @@ class PoolView:
     def member(self, name: str) -> MemberView | None:
         return next((m for m in self.members if m.name == name), None)
 
-    def select(self, key: bytes | None, avoid: Container[str] = ()) -> MemberView | None:
+    def select(self, key: bytes | None, now: float, avoid: Container[str] = ()) -> MemberView | None:
         """The member for one new connection or request, or None (503)."""
-        candidates = self.ready
-        if self._limited:
-            candidates = tuple(m for m in candidates if m.available)
-        picked = self.balancer.pick(candidates, key, avoid)
+        picked = self.balancer.pick(self.ready, key, avoid, now)
         assert picked is None or isinstance(picked, MemberView)
         return picked
 

@@ -312,7 +312,7 @@ class _Session:
         upstreams = self.proxy.upstreams
         tls = upstreams.member_tls.get(pool.name)
         for _ in range(pool.config.retries + 1):
-            member = pool.select(self.client_ip, avoid)
+            member = pool.select(self.client_ip, trio.current_time(), avoid)
             if member is None:
                 break
             try:

@@ -281,7 +281,7 @@ class _Tunnel:
         tls = self.relay.member_tls(pool.name) if self.relay.member_tls is not None else None
         last: UpstreamConnectError | None = None
         for attempt in range(pool.config.retries + 1):
-            member = pool.select(self.client_ip, avoid)
+            member = pool.select(self.client_ip, trio.current_time(), avoid)
             if member is None:
                 break
             self.member, self.retries = member, attempt

@@ -38,18 +38,18 @@ def test_unknown_until_first_verdict_then_fall_takes_member_out() -> None:
     runtime = Runtime(parse_config(CONFIG, "t.yaml"), clock)
     pool = runtime.snapshot.pools["web"]
     assert [m.health for m in pool.members] == [Health.UNKNOWN, Health.UNKNOWN]
-    assert pool.select(None) is None  # unknown members get no traffic
+    assert pool.select(None, 200.0) is None  # unknown members get no traffic
     check(runtime, "a", True, 101.0)
     check(runtime, "b", True, 101.0)
     pool = runtime.snapshot.pools["web"]
-    assert [pool.select(None).name for _ in range(4)] == ["a", "b", "a", "b"]
+    assert [pool.select(None, 200.0).name for _ in range(4)] == ["a", "b", "a", "b"]
     check(runtime, "b", False, 102.0)
     assert runtime.snapshot.pools["web"].member("b").health is Health.UP
     check(runtime, "b", False, 103.0)
     pool = runtime.snapshot.pools["web"]
     assert pool.member("b").health is Health.DOWN
     assert pool.member("b").since == 103.0
-    assert {pool.select(None).name for _ in range(4)} == {"a"}
+    assert {pool.select(None, 200.0).name for _ in range(4)} == {"a"}
     assert "member web/b health up -> down (port: 2/2 failed: connect refused" in runtime.events[-1].message
 
 
