@@ -45,19 +45,31 @@ class MonitorTarget:
 
 
 class _MemberState:
-    __slots__ = ("config", "admin_state", "machines", "checks", "since", "stats")
+    __slots__ = ("config", "admin_state", "machines", "checks", "since", "stats", "ramp_start", "_served", "_ramps")
 
-    def __init__(self, config: Member, monitors: list[Monitor], now: float) -> None:
+    def __init__(self, config: Member, monitors: list[Monitor], now: float, *, at_start: bool) -> None:
         self.config = config
         self.admin_state = config.state
         self.machines = {m.name: HealthMachine(rise=m.rise, fall=m.fall, now=now) for m in monitors}
         self.checks = LastCheck()
         self.since = now
         self.stats = MemberStats()
+        self.ramp_start: float | None = None
+        self._served = False
+        self._ramps = not at_start  # members of the start-up config take full traffic at their first verdict
 
     @property
     def health(self) -> Health:
         return combine([m.state for m in self.machines.values()])
+
+    def note_readiness(self, now: float) -> None:
+        """Starts the slow ramp when the member becomes ready to serve (not at start-up)."""
+        ready = self.admin_state is AdminState.ENABLED and self.health.serves
+        if ready and not self._served and self._ramps:
+            self.ramp_start = now
+        if self.health is not Health.UNKNOWN:
+            self._ramps = True  # start-up grace ends with the first verdict
+        self._served = ready
 
 
 class Runtime:
@@ -76,7 +88,7 @@ class Runtime:
         self._balancers: dict[str, tuple[tuple[Member, ...], Balancer]] = {}
         self._generation = 0
         self.config = config
-        self._adopt(config, source="config")
+        self._adopt(config, source="config", at_start=True)
         self.snapshot = self._build()
 
     # ------------------------------------------------------------ changes
@@ -102,6 +114,7 @@ class Runtime:
         after = state.health
         if after is not before:
             state.since = result.at
+            state.note_readiness(result.at)
             reason = flip.reason if flip else result.reason
             self._record(
                 "health",
@@ -129,7 +142,7 @@ class Runtime:
 
     # ------------------------------------------------------------ internals
 
-    def _adopt(self, config: Config, source: str) -> None:
+    def _adopt(self, config: Config, source: str, at_start: bool = False) -> None:
         now = self._clock()
         kept: dict[tuple[str, str], _MemberState] = {}
         for pool in config.pools.values():
@@ -138,11 +151,14 @@ class Runtime:
                 key = (pool.name, member.name)
                 old = self._members.get(key)
                 if old is None or old.config.address != member.address or _monitors_changed(old, monitors):
-                    kept[key] = _MemberState(member, monitors, now)
+                    fresh = _MemberState(member, monitors, now, at_start=at_start)
+                    fresh.note_readiness(now)
+                    kept[key] = fresh
                     continue
                 if old.config.state is not member.state:  # the config changed the admin state
                     old.admin_state = member.state
                     old.since = now
+                    old.note_readiness(now)
                     self._record("admin", source, f"member {pool.name}/{member.name} admin state -> {member.state.value}")
                 old.config = member
                 for monitor in monitors:  # a changed rise/fall applies from the next probe on
@@ -181,6 +197,8 @@ class Runtime:
             since=state.since,
             checks=state.checks,
             stats=state.stats,
+            ramp_start=state.ramp_start,
+            slow_ramp=pool.slow_ramp,
         )
 
     def _publish(self) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 
+from appliance.core import ramp
 from appliance.core.balancing import Balancer
 from appliance.core.health import CheckResult, Health, LastCheck
 from appliance.core.model import AdminState, Config, Endpoint, Member, Pool, VirtualServer
+from appliance.core.priority import PriorityGroups
 from appliance.core.stats import MemberStats
 
 
@@ -30,10 +32,19 @@ class MemberView:
     checks: LastCheck
     stats: MemberStats
     ramp_start: float | None = None  # when it last became available; None: since start-up
+    slow_ramp: float = 0.0  # the pool's
 
     @property
     def ratio(self) -> int:
         return self.config.ratio
+
+    @property
+    def priority_group(self) -> int:
+        return self.config.priority_group
+
+    def ramp(self, now: float) -> float:
+        """The member's current slow-ramp factor, 0 < ramp <= 1 (1: full share)."""
+        return ramp.factor(self.ramp_start, self.slow_ramp, now)
 
     @property
     def active(self) -> int:
@@ -74,9 +85,13 @@ class PoolView:
     members: tuple[MemberView, ...]
     balancer: Balancer
     ready: tuple[MemberView, ...] = field(init=False)  # enabled and healthy, in slot order
+    groups: PriorityGroups[MemberView] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ready", tuple(m for m in self.members if m.ready))
+        ready = tuple(m for m in self.members if m.ready)
+        limited = any(m.config.connection_limit for m in ready)
+        object.__setattr__(self, "ready", ready)
+        object.__setattr__(self, "groups", PriorityGroups(ready, self.config.min_active_members, limited))
 
     @property
     def name(self) -> str:
@@ -87,7 +102,7 @@ class PoolView:
 
     def select(self, key: bytes | None, now: float, avoid: Container[str] = ()) -> MemberView | None:
         """The member for one new connection or request, or None (503)."""
-        picked = self.balancer.pick(self.ready, key, avoid, now)
+        picked = self.balancer.pick(self.groups.candidates(), key, avoid, now)
         assert picked is None or isinstance(picked, MemberView)
         return picked
 

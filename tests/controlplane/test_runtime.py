@@ -68,3 +68,36 @@ def test_reload_keeps_health_of_members_that_stay_and_applies_admin_state() -> N
     assert pool.member("c").health is Health.UNKNOWN
     assert pool.member("b").admin_state.value == "disabled" and pool.member("b").since == 110.0
     assert [e.kind for e in runtime.events][-2:] == ["admin", "reload"]
+
+
+RAMPED = CONFIG.replace("    monitors: [port]\n", "    monitors: [port]\n    slow_ramp: 10s\n")
+
+
+def test_slow_ramp_starts_when_a_member_comes_back_not_at_start() -> None:
+    clock = FakeClock()
+    runtime = Runtime(parse_config(RAMPED, "t.yaml"), clock)
+    check(runtime, "a", True, 101.0)
+    check(runtime, "b", True, 101.0)
+    b = runtime.snapshot.pools["web"].member("b")
+    assert b.ramp_start is None and b.ramp(101.0) == 1.0  # start-up members take full traffic at once
+    check(runtime, "b", False, 102.0)
+    check(runtime, "b", False, 103.0)  # down
+    check(runtime, "b", True, 104.0)
+    check(runtime, "b", True, 105.0)  # up again: the ramp starts here
+    b = runtime.snapshot.pools["web"].member("b")
+    assert b.ramp_start == 105.0
+    assert [round(b.ramp(105.0 + step), 2) for step in (0, 1, 5, 9, 10, 30)] == [0.05, 0.1, 0.5, 0.9, 1.0, 1.0]
+
+
+def test_slow_ramp_after_admin_enable_and_for_members_added_by_reload() -> None:
+    clock = FakeClock()
+    runtime = Runtime(parse_config(RAMPED.replace("name: b}", "name: b, state: disabled}"), "t.yaml"), clock)
+    check(runtime, "a", True, 101.0)
+    check(runtime, "b", True, 101.0)
+    assert runtime.snapshot.pools["web"].member("b").ramp_start is None  # disabled: not serving
+    clock.now = 120.0
+    added = RAMPED.replace("      - {address: 127.0.0.1:9002, name: b}", "      - {address: 127.0.0.1:9002, name: b}\n      - {address: 127.0.0.1:9003, name: c}")
+    runtime.reload(parse_config(added, "t.yaml"))
+    assert runtime.snapshot.pools["web"].member("b").ramp_start == 120.0  # enabled again
+    check(runtime, "c", True, 121.0)  # added at runtime: ramps from its first verdict
+    assert runtime.snapshot.pools["web"].member("c").ramp_start == 121.0
