@@ -31,6 +31,7 @@ class Origin:
     /echo       JSON: method, target, headers, body length and sha256, connection number
     /big/N      N pattern bytes with Content-Length; /chunked/N the same, chunked
     /slow       never answers
+    /delay/MS   /echo after MS milliseconds
     /reset      resets the connection (SO_LINGER 0)
     /garbage    sends bytes with no line end, then waits
     /partial-head  a plausible status line and a header without their line end, then waits
@@ -42,6 +43,7 @@ class Origin:
     port: int = 0
     health_status: int = 200  # what /health answers, with health_body
     health_body: bytes = b"ok"
+    reset_next: int = 0  # /flaky resets this many requests, then answers like /echo
     connections: int = 0
     requests: list[dict[str, object]] = field(default_factory=list)
 
@@ -92,6 +94,8 @@ class Origin:
     async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, path: str, info: dict[str, object]) -> bool:
         if path == "/slow":
             await trio.sleep_forever()
+        if path.startswith("/delay/"):
+            await trio.sleep(int(path.rsplit("/", 1)[1]) / 1000)
         if path == "/reset":
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             stream.socket.close()
@@ -127,6 +131,11 @@ class Origin:
                 await stream.send_all(conn.send(h11.Data(data=data[i : i + 65536])))
             await stream.send_all(conn.send(h11.EndOfMessage()))
             return True
+        if self.reset_next > 0 and path == "/flaky":
+            self.reset_next -= 1
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            stream.socket.close()
+            return False
         body = json.dumps(info).encode()
         headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
         if path == "/close":

@@ -29,6 +29,7 @@ from appliance.dataplane.access_log import AccessLog, open_target
 from appliance.dataplane.dispatch import Dispatcher
 from appliance.dataplane.http_proxy import HttpProxy
 from appliance.dataplane.listen import Listeners
+from appliance.dataplane.queue import PoolQueues
 from appliance.dataplane.tcp_relay import TcpRelay
 from appliance.dataplane.tls import client_context, server_context
 from appliance.dataplane.tracker import ConnectionTracker
@@ -82,6 +83,7 @@ class Appliance:
         self.tracker = ConnectionTracker()
         self.upstreams = UpstreamPools()
         self.access_log = AccessLog(config.appliance.log)
+        self.queues = PoolQueues()
         snapshot = lambda: self.runtime.snapshot  # noqa: E731 - handlers read the current snapshot
         self.relay = TcpRelay(
             snapshot, self.access_log, self.tracker, member_tls=lambda pool: self.upstreams.member_tls.get(pool)
@@ -90,7 +92,7 @@ class Appliance:
             snapshot,
             self.tracker,
             self.access_log,
-            HttpProxy(snapshot, self.upstreams, self.access_log, self.tracker),
+            HttpProxy(snapshot, self.upstreams, self.access_log, self.tracker, self.queues),
             self.relay,
         )
         self.monitors = MonitorSupervisor(self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool))

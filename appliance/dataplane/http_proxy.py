@@ -30,6 +30,7 @@ from appliance.core import headers as hdr
 from appliance.core.model import VirtualServer
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.dataplane.access_log import AccessLog
+from appliance.dataplane.queue import PoolQueues
 from appliance.dataplane.sockio import ByteStream
 from appliance.dataplane.tracker import ConnectionTracker
 from appliance.dataplane.upstream import UpstreamConnection, UpstreamPools, connect
@@ -65,6 +66,16 @@ def error_response(status: int, detail: str) -> bytes:
         len(body),
         body,
     )
+
+
+class _Tries:
+    """What is left of one request's tries: how many, and the members not to pick again."""
+
+    __slots__ = ("left", "avoid")
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.avoid: set[str] = set()
 
 
 class _Refused(Exception):
@@ -107,11 +118,13 @@ class HttpProxy:
         upstreams: UpstreamPools,
         access_log: AccessLog,
         tracker: ConnectionTracker,
+        queues: PoolQueues,
     ) -> None:
         self.snapshot = snapshot
         self.upstreams = upstreams
         self.access_log = access_log
         self.tracker = tracker
+        self.queues = queues
 
     async def serve(
         self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int], *, tls: bool = False
@@ -255,37 +268,34 @@ class _Session:
         body: hdr.Framing,
         start: float,
     ) -> bool:
-        member, up, error = await self._connect(pool, vs)
-        if up is None or member is None:
-            status, detail = (502, str(error)) if error is not None else (503, "no member available")
-            await self._refuse(status, detail)
-            self._log(vs, request, status, 0, start, member, detail)
-            return False
+        """Forwards one request, trying other members as the retry rules allow.
+
+        A failed connect is always tried on another member (`retries`). A
+        request already sent is tried again only when no response byte reached
+        the client, it has no body (a streamed body cannot be replayed), and
+        its method is idempotent or the pool sets `retry_non_idempotent`.
+        """
+        tries = _Tries(pool.config.retries + 1)
+        replayable = not body.has_body and (request.method in IDEMPOTENT or pool.config.retry_non_idempotent)
         conn = self.http
-        if body.has_body and conn.they_are_waiting_for_100_continue:
-            await self.stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-        member.stats.opened()
-        balancer = pool.balancer
-        balancer.on_open(member)
-        try:
-            outcome = await self._exchange(vs, up, upstream_request, body)
-            if outcome.stale and not body.has_body and request.method in IDEMPOTENT:
-                # A reused connection the member had already given up on: one fresh try.
-                await up.aclose()
-                up = await connect(member.address, vs.timeouts.connect, self.proxy.upstreams.member_tls.get(pool.name))
-                outcome = await self._exchange(vs, up, upstream_request, body)
-        except UpstreamConnectError as exc:
-            outcome = _Outcome(error=exc)
-        finally:
-            member.stats.closed()
-            balancer.on_close(member)
-        if outcome.head_sent:
-            balancer.observe(member, outcome.response_time)
-            member.stats.requests += 1
-        if outcome.error is not None:
-            member.stats.failures += 1
-        if outcome.error is not None or not self.proxy.upstreams.release(up, trio.current_time()):
-            await up.aclose()
+        outcome: _Outcome | None = None
+        while True:
+            member, up, refusal = await self._connect(pool, vs, tries)
+            if up is None or member is None:
+                if outcome is not None:  # no other member to try: the last failure answers
+                    break
+                status, detail = refusal
+                await self._refuse(status, detail)
+                self._log(vs, request, status, 0, start, member, detail)
+                return False
+            if body.has_body and conn.they_are_waiting_for_100_continue:
+                await self.stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            outcome = await self._attempt(vs, pool, member, up, upstream_request, body, replayable)
+            if outcome.error is not None and not outcome.head_sent and not outcome.client_gone and replayable and tries.left:
+                LOGGER.debug("member %s/%s: %s; trying another", pool.name, member.name, outcome.error)
+                tries.avoid.add(member.name)
+                continue
+            break
         if outcome.error is not None and not outcome.head_sent and not outcome.client_gone:
             status = outcome.error.status_hint
             await self._refuse(status, str(outcome.error))
@@ -302,28 +312,82 @@ class _Session:
             and conn.their_state is h11.DONE
         )
 
+    async def _attempt(
+        self,
+        vs: VirtualServer,
+        pool: PoolView,
+        member: MemberView,
+        up: UpstreamConnection,
+        upstream_request: h11.Request,
+        body: hdr.Framing,
+        replayable: bool,
+    ) -> _Outcome:
+        """One exchange with one member, counted in its stats; `up` is closed or pooled after."""
+        balancer = pool.balancer
+        member.stats.opened()
+        balancer.on_open(member)
+        try:
+            outcome = await self._exchange(vs, up, upstream_request, body)
+            if outcome.stale and replayable:
+                # A reused connection the member had already given up on: one fresh try, same member.
+                await up.aclose()
+                up = await connect(member.address, vs.timeouts.connect, self.proxy.upstreams.member_tls.get(pool.name))
+                outcome = await self._exchange(vs, up, upstream_request, body)
+        except UpstreamConnectError as exc:
+            outcome = _Outcome(error=exc)
+        finally:
+            member.stats.closed()
+            balancer.on_close(member)
+            self.proxy.queues.slot_freed(pool.name)
+        if outcome.head_sent:
+            balancer.observe(member, outcome.response_time)
+            member.stats.requests += 1
+        if outcome.error is not None:
+            member.stats.failures += 1
+        if outcome.error is not None or not self.proxy.upstreams.release(up, trio.current_time()):
+            await up.aclose()
+        return outcome
+
     async def _connect(
-        self, pool: PoolView, vs: VirtualServer
-    ) -> tuple[MemberView | None, UpstreamConnection | None, UpstreamConnectError | None]:
-        """Picks a member and connects, trying others on connect failure (`retries`)."""
-        avoid: set[str] = set()
-        error: UpstreamConnectError | None = None
-        member: MemberView | None = None
+        self, pool: PoolView, vs: VirtualServer, tries: _Tries
+    ) -> tuple[MemberView | None, UpstreamConnection | None, tuple[int, str]]:
+        """Picks a member and connects, trying others on connect failure.
+
+        When every candidate is at its connection limit the request waits in
+        the pool's queue. Returns the member and connection, or the status and
+        reason to refuse with: 502 when connects failed, 503 when no member
+        could take it (or the queue was full or timed out).
+        """
         upstreams = self.proxy.upstreams
         tls = upstreams.member_tls.get(pool.name)
-        for _ in range(pool.config.retries + 1):
-            member = pool.select(self.client_ip, trio.current_time(), avoid)
+        member: MemberView | None = None
+        error: UpstreamConnectError | None = None
+        queue_deadline = trio.current_time() + pool.config.queue.timeout
+        while tries.left:
+            member = pool.select(self.client_ip, trio.current_time(), tries.avoid)
             if member is None:
+                at_limit = any(m.name not in tries.avoid and not m.available for m in pool.groups.candidates())
+                if error is None and at_limit and await self.proxy.queues.wait(
+                    pool.name, pool.config.queue.size, queue_deadline
+                ):
+                    continue  # a slot was freed: pick again
                 break
+            tries.left -= 1
             try:
                 conn = await upstreams.acquire(member.address, vs.timeouts.connect, trio.current_time(), tls)
-                return member, conn, None
+                return member, conn, (0, "")
             except UpstreamConnectError as exc:
                 LOGGER.debug("member %s/%s: %s", pool.name, member.name, exc)
                 member.stats.failures += 1
-                avoid.add(member.name)
+                tries.avoid.add(member.name)
                 error = UpstreamConnectError(f"member {member.name}: {exc}")
-        return member, None, error
+        if error is not None:
+            return member, None, (502, str(error))
+        if not pool.ready:
+            return None, None, (503, "no member available")
+        if pool.config.queue.size > 0:
+            return None, None, (503, f"every member at its connection limit; queued up to {pool.config.queue.timeout:g}s")
+        return None, None, (503, "every member at its connection limit")
 
     async def _exchange(
         self, vs: VirtualServer, up: UpstreamConnection, upstream_request: h11.Request, body: hdr.Framing
