@@ -86,7 +86,11 @@ class Appliance:
         self.queues = PoolQueues()
         snapshot = lambda: self.runtime.snapshot  # noqa: E731 - handlers read the current snapshot
         self.relay = TcpRelay(
-            snapshot, self.access_log, self.tracker, member_tls=lambda pool: self.upstreams.member_tls.get(pool)
+            snapshot,
+            self.access_log,
+            self.tracker,
+            member_tls=lambda pool: self.upstreams.member_tls.get(pool),
+            queues=self.queues,
         )
         self.dispatcher = Dispatcher(
             snapshot,

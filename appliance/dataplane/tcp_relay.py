@@ -53,6 +53,7 @@ import trio
 from appliance.core.model import VirtualServer
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.dataplane.access_log import AccessLog
+from appliance.dataplane.queue import PoolQueues
 from appliance.dataplane.sockio import SocketIO
 from appliance.dataplane.tracker import ConnectionTracker
 from appliance.dataplane.upstream import UpstreamConnection, connect
@@ -99,11 +100,13 @@ class TcpRelay:
         tracker: ConnectionTracker,
         *,
         member_tls: Callable[[str], MemberTls | None] | None = None,
+        queues: PoolQueues | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.access_log = access_log
         self.tracker = tracker
         self.member_tls = member_tls
+        self.queues = queues or PoolQueues()
         self.pipes = PipePool()
 
     async def serve(self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int]) -> None:
@@ -269,6 +272,7 @@ class _Tunnel:
         finally:
             member.stats.closed()
             pool.balancer.on_close(member)
+            self.relay.queues.slot_freed(pool.name)
 
     async def _connect(self, pool: PoolView, vs: VirtualServer) -> MemberView | None:
         """Picks a member and connects, trying others on connect failure (`retries`).
@@ -280,10 +284,21 @@ class _Tunnel:
         balancer = pool.balancer
         tls = self.relay.member_tls(pool.name) if self.relay.member_tls is not None else None
         last: UpstreamConnectError | None = None
-        for attempt in range(pool.config.retries + 1):
+        attempt = -1
+        queue_deadline = trio.current_time() + pool.config.queue.timeout
+        while attempt < pool.config.retries:
             member = pool.select(self.client_ip, trio.current_time(), avoid)
             if member is None:
+                at_limit = any(m.name not in avoid and not m.available for m in pool.groups.candidates())
+                if last is None and at_limit and await self.relay.queues.wait(
+                    pool.name, pool.config.queue.size, queue_deadline
+                ):
+                    continue  # a member closed a connection: pick again
+                if at_limit and last is None:
+                    self.note(None, "every member at its connection limit")
+                    return None
                 break
+            attempt += 1
             self.member, self.retries = member, attempt
             member.stats.opened()
             balancer.on_open(member)
@@ -296,6 +311,7 @@ class _Tunnel:
             except BaseException as exc:
                 member.stats.closed()
                 balancer.on_close(member)
+                self.relay.queues.slot_freed(pool.name)
                 if not isinstance(exc, UpstreamConnectError):
                     raise
                 LOGGER.debug("member %s/%s: %s", pool.name, member.name, exc)

@@ -332,7 +332,7 @@ async def test_connection_limit_counts_tunnels_for_their_lifetime(nursery: trio.
         lines = await harness.lines(3)
         assert harness.active() == [0, 0]
         assert [m.stats.total for m in harness.members()] == [1, 1]
-    assert sorted(line.get("error", "") for line in lines) == ["", "", "no member available"]
+    assert sorted(line.get("error", "") for line in lines) == ["", "", "every member at its connection limit"]
 
 
 async def test_idle_tunnel_timeout_closes_an_idle_tunnel_only(nursery: trio.Nursery, tmp_path: Path, path: str) -> None:
