@@ -106,12 +106,8 @@ NOT_YET_SUPPORTED: tuple[tuple[str, tuple[object, ...] | None], ...] = (
     ("admin", None),  # the admin API comes later
     ("address_sets", None),
     ("snat_pools", None),
-    ("pools.*.method", ("round_robin",)),
-    ("pools.*.min_active_members", (0,)),
-    ("pools.*.slow_ramp", (0,)),
+    ("pools.*.method", ("round_robin", "ip_hash")),
     ("pools.*.action_on_service_down", ("none",)),
-    ("pools.*.queue.size", (0,)),
-    ("pools.*.hash_mask", None),
     ("pools.*.snat", None),
     ("pools.*.members[*].cookie_value", None),
     ("virtual_servers.*.routes", None),

@@ -716,14 +716,10 @@ def test_the_full_example_loads() -> None:
         "admin",
         "address_sets",
         "snat_pools",
-        "pools.web.slow_ramp: 10s",
-        "pools.web.hash_mask",
         "pools.web.snat",
         "pools.web.members[1].cookie_value",
         "pools.api.method: least_connections",
         "pools.canary.method: ratio",
-        "pools.static.method: ip_hash",
-        "pools.static.hash_mask",
         "virtual_servers.web.routes",
         "virtual_servers.web.persistence",
         "virtual_servers.static-tls.persistence",
@@ -931,10 +927,6 @@ def test_not_yet_supported_pool_keys() -> None:
     )
     assert config.not_yet_supported == (
         "pools.api.method: ratio",
-        "pools.api.min_active_members: 1",
-        "pools.api.slow_ramp: 5s",
         "pools.api.action_on_service_down: reset",
-        "pools.api.queue.size: 10",
-        "pools.api.hash_mask",
         "pools.api.members[0].cookie_value",
     )

@@ -79,7 +79,8 @@ BalancerFactory = Callable[[Pool], Balancer]
 
 def make_balancer(pool: Pool) -> Balancer:
     """The balancer for a pool's method; a method not built yet falls back to round robin."""
+    from appliance.core.balancing.ip_hash import IpHash
     from appliance.core.balancing.round_robin import RoundRobin
 
-    builders: dict[Method, BalancerFactory] = {Method.ROUND_ROBIN: RoundRobin}
+    builders: dict[Method, BalancerFactory] = {Method.ROUND_ROBIN: RoundRobin, Method.IP_HASH: IpHash}
     return builders.get(pool.method, RoundRobin)(pool)

@@ -100,12 +100,12 @@ def masked_key(key: bytes, hash_mask: int) -> bytes:
     if hash_mask >= 32:
         return key
     try:
-        parts = [int(p) for p in key.split(b".")]
-    except ValueError:
+        a, b, c, d = map(int, key.split(b"."))
+    except ValueError:  # not four numbers
         return key
-    if len(parts) != 4 or not all(0 <= p <= 255 for p in parts):
+    if not 0 <= a | b | c | d <= 255:  # the OR is above 255 if one is, negative if one is
         return key
-    value = (parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]
+    value = (a << 24) | (b << 16) | (c << 8) | d
     value &= (0xFFFFFFFF << (32 - max(hash_mask, 0))) & 0xFFFFFFFF
     return b"%d.%d.%d.%d" % (value >> 24, (value >> 16) & 255, (value >> 8) & 255, value & 255)
 
@@ -169,8 +169,7 @@ def maglev_table(members: tuple[tuple[str, int], ...], size: int) -> tuple[int, 
 
 class IpHash:
     __slots__ = (
-        "_names", "_hash_mask", "_slow_ramp", "_size", "_table",
-        "_candidates", "_by_slot", "_slots", "_top_start",
+        "_by_slot", "_candidates", "_hash_mask", "_names", "_size", "_slots", "_slow_ramp", "_table", "_top_start",
     )  # fmt: skip
 
     def __init__(self, pool: Pool) -> None:
