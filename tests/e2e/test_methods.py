@@ -72,3 +72,21 @@ async def test_round_robin_through_http_keep_alive(nursery: trio.Nursery) -> Non
     async with running_appliance(method_config(port, "http", "round_robin", [(o.port, 1, 0) for o in origins])):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             assert [(await client.get("/echo")).json()["origin"] for _ in range(6)] == ["o0", "o1", "o2"] * 2
+
+
+METHODS = ["round_robin", "ratio", "least_connections", "ratio_least_connections", "fastest", "observed", "predictive", "ip_hash"]
+
+
+@pytest.mark.parametrize("mode", ["http", "tcp"])
+@pytest.mark.parametrize("method", METHODS)
+async def test_every_method_serves_through_the_real_proxy(nursery: trio.Nursery, method: str, mode: str) -> None:
+    origins = [await nursery.start(Origin(f"o{i}").serve) for i in range(3)]
+    port = free_port()
+    async with running_appliance(method_config(port, mode, method, [(o.port, 1 + i, 0) for i, o in enumerate(origins)])) as appliance:
+        seen = [await origin_of(port, mode, f"127.0.0.{2 + n}") for n in range(12)]
+        pool = appliance.runtime.snapshot.pools["web"]
+        assert sum(m.stats.total for m in pool.members) == 12
+        assert all(m.stats.active == 0 for m in pool.members)
+    assert set(seen) <= {"o0", "o1", "o2"}
+    if method not in ("fastest", "ip_hash"):  # these may legitimately prefer one member
+        assert len(set(seen)) > 1

@@ -79,8 +79,16 @@ BalancerFactory = Callable[[Pool], Balancer]
 
 def make_balancer(pool: Pool) -> Balancer:
     """The balancer for a pool's method; a method not built yet falls back to round robin."""
+    from appliance.core.balancing.dynamic_ratio import Observed, Predictive
+    from appliance.core.balancing.fastest import Fastest
     from appliance.core.balancing.ip_hash import IpHash
     from appliance.core.balancing.round_robin import RoundRobin
 
-    builders: dict[Method, BalancerFactory] = {Method.ROUND_ROBIN: RoundRobin, Method.IP_HASH: IpHash}
+    builders: dict[Method, BalancerFactory] = {
+        Method.ROUND_ROBIN: RoundRobin,
+        Method.FASTEST: Fastest,
+        Method.OBSERVED: Observed,
+        Method.PREDICTIVE: Predictive,
+        Method.IP_HASH: IpHash,
+    }
     return builders.get(pool.method, RoundRobin)(pool)

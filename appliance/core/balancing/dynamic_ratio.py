@@ -165,22 +165,27 @@ class Observed:
         counts = [c.active for c in candidates]
         mean = sum(counts) / sum(c.ratio for c in candidates)
         previous, old_slopes = self._counts, self._slopes
-        self._counts, self._slopes, self._factors, self._configured = {}, {}, {}, {}
+        new_counts: dict[str, int] = {}
+        slopes: dict[str, float] = {}
+        factors: dict[str, float] = {}
+        configured: dict[str, int] = {}
+        predictive = self.PREDICTIVE
         for member, count in zip(candidates, counts):
-            name = member.name
-            factor = (mean + 1.0) / (count / member.ratio + 1.0)
-            if self.PREDICTIVE:
+            name, ratio = member.name, member.ratio
+            factor = (mean + 1.0) / (count / ratio + 1.0)
+            if predictive:
                 before = previous.get(name)
                 if before is None:
                     slope = 0.0  # new to the samples (or back after an absence): no trend yet
                 else:
                     step = math.log((before + 1.0) / (count + 1.0))
                     slope = TREND_ALPHA * step + (1.0 - TREND_ALPHA) * old_slopes.get(name, 0.0)
-                self._slopes[name] = slope
+                slopes[name] = slope
                 factor *= _clamp(math.exp(TREND_GAIN * slope), 1.0 / TREND_LIMIT, TREND_LIMIT)
-            self._counts[name] = count
-            self._factors[name] = _clamp(factor, RATIO_MIN, RATIO_MAX)
-            self._configured[name] = member.ratio
+            new_counts[name] = count
+            factors[name] = _clamp(factor, RATIO_MIN, RATIO_MAX)
+            configured[name] = ratio
+        self._counts, self._slopes, self._factors, self._configured = new_counts, slopes, factors, configured
         self._samples += 1
         self._sampled_at = now
         self._next_sample = now + SAMPLE_PERIOD
@@ -188,20 +193,30 @@ class Observed:
 
     def _reschedule(self, candidates: Sequence[Candidate], now: float) -> None:
         """Deadlines for `candidates` at the current factors, each keeping its place in its period."""
-        vtime = self._vtime
-        carried: dict[str, tuple[float, float]] = {}  # name -> (period still to run, its weight)
-        if self._tuple is not None:
-            old, last = self._tuple, self._last_weight
-            for deadline, _, position in self._heap:
-                carried[old[position].name] = (max(deadline - vtime, 0.0), last[position])
-        factors = self._factors
+        factors, slow_ramp = self._factors, self._slow_ramp
         base = [c.ratio * factors.get(c.name, 1.0) for c in candidates]
-        weights = [b * ramp.factor(c.ramp_start, self._slow_ramp, now) for b, c in zip(base, candidates)]
-        heap: list[_Entry] = []
-        for position, (member, weight) in enumerate(zip(candidates, weights)):
-            kept = carried.get(member.name)
-            ahead = 1.0 / weight if kept is None else kept[0] * kept[1] / weight
-            heap.append((ahead, member.slot, position))
+        weights = [
+            b if c.ramp_start is None else b * ramp.factor(c.ramp_start, slow_ramp, now)
+            for b, c in zip(base, candidates)
+        ]
+        # how much of its period each member still has to run, times the weight that set it
+        left: list[float | None] = [None] * len(candidates)
+        if self._tuple is not None:
+            vtime, last = self._vtime, self._last_weight
+            if candidates is self._tuple:
+                for deadline, _, position in self._heap:
+                    left[position] = max(deadline - vtime, 0.0) * last[position]
+            else:
+                where = {c.name: position for position, c in enumerate(candidates)}
+                old = self._tuple
+                for deadline, _, position in self._heap:
+                    now_at = where.get(old[position].name)
+                    if now_at is not None:
+                        left[now_at] = max(deadline - vtime, 0.0) * last[position]
+        heap: list[_Entry] = [
+            ((1.0 if kept is None else kept) / weight, member.slot, position)
+            for position, (member, weight, kept) in enumerate(zip(candidates, weights, left))
+        ]
         heapify(heap)
         self._tuple, self._heap, self._base, self._last_weight = candidates, heap, base, weights
         self._vtime = 0.0  # deadlines restart from 0 at every reschedule: the floats never grow large
@@ -229,7 +244,9 @@ class Observed:
 
     def _next(self, entry: _Entry, member: Candidate, now: float) -> _Entry:
         deadline, slot, position = entry
-        weight = self._base[position] * ramp.factor(member.ramp_start, self._slow_ramp, now)
+        weight = self._base[position]
+        if member.ramp_start is not None:
+            weight *= ramp.factor(member.ramp_start, self._slow_ramp, now)
         self._last_weight[position] = weight
         return (deadline + 1.0 / weight, slot, position)
 
@@ -243,4 +260,4 @@ class Predictive(Observed):
 
 
 def _clamp(value: float, low: float, high: float) -> float:
-    return low if value < low else high if value > high else value
+    return max(low, min(value, high))
