@@ -106,7 +106,6 @@ NOT_YET_SUPPORTED: tuple[tuple[str, tuple[object, ...] | None], ...] = (
     ("admin", None),  # the admin API comes later
     ("address_sets", None),
     ("snat_pools", None),
-    ("pools.*.method", ("round_robin", "fastest", "observed", "predictive", "ip_hash")),
     ("pools.*.action_on_service_down", ("none",)),
     ("pools.*.snat", None),
     ("pools.*.members[*].cookie_value", None),

@@ -718,8 +718,6 @@ def test_the_full_example_loads() -> None:
         "snat_pools",
         "pools.web.snat",
         "pools.web.members[1].cookie_value",
-        "pools.api.method: least_connections",
-        "pools.canary.method: ratio",
         "virtual_servers.web.routes",
         "virtual_servers.web.persistence",
         "virtual_servers.static-tls.persistence",
@@ -926,7 +924,6 @@ def test_not_yet_supported_pool_keys() -> None:
         + SERVER
     )
     assert config.not_yet_supported == (
-        "pools.api.method: ratio",
         "pools.api.action_on_service_down: reset",
         "pools.api.members[0].cookie_value",
     )

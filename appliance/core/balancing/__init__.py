@@ -78,17 +78,22 @@ BalancerFactory = Callable[[Pool], Balancer]
 
 
 def make_balancer(pool: Pool) -> Balancer:
-    """The balancer for a pool's method; a method not built yet falls back to round robin."""
+    """The balancer for a pool's method."""
     from appliance.core.balancing.dynamic_ratio import Observed, Predictive
     from appliance.core.balancing.fastest import Fastest
     from appliance.core.balancing.ip_hash import IpHash
+    from appliance.core.balancing.least_connections import LeastConnections, RatioLeastConnections
+    from appliance.core.balancing.ratio import Ratio
     from appliance.core.balancing.round_robin import RoundRobin
 
     builders: dict[Method, BalancerFactory] = {
         Method.ROUND_ROBIN: RoundRobin,
+        Method.RATIO: Ratio,
+        Method.LEAST_CONNECTIONS: LeastConnections,
+        Method.RATIO_LEAST_CONNECTIONS: RatioLeastConnections,
         Method.FASTEST: Fastest,
         Method.OBSERVED: Observed,
         Method.PREDICTIVE: Predictive,
         Method.IP_HASH: IpHash,
     }
-    return builders.get(pool.method, RoundRobin)(pool)
+    return builders[pool.method](pool)
