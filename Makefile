@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-all check lint clean
+.PHONY: run test bench bench-all bench-picks check lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench: $(STAMP)
 
 bench-all: $(STAMP)
 	$(BIN)/python -m bench.run --suite all
+
+bench-picks: $(STAMP)
+	$(BIN)/python -m bench.pick_cost
 
 clean:
 	rm -rf $(VENV) build *.egg-info
