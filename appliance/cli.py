@@ -58,13 +58,12 @@ def _check(path: str) -> int:
         for issue in exc.issues:
             print(issue)
         return 1
-    from appliance.controlplane.supervisor import tls_contexts
-    from appliance.errors import StartError
+    from appliance.dataplane.tls import check_tls
 
-    try:
-        tls_contexts(config)  # certificates, keys and CAs are read as `run` would
-    except StartError as exc:
-        print(exc)
+    problems = check_tls(config)  # certificates, keys and CAs are read as `run` reads them
+    for line in problems:
+        print(line)
+    if problems:
         return 1
     for dotted in config.not_yet_supported:
         print(f"{path}: {dotted}: accepted but not yet supported in this release", file=sys.stderr)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import ssl
 from collections.abc import Mapping
 
 import trio
@@ -31,9 +30,9 @@ from appliance.dataplane.http_proxy import HttpProxy
 from appliance.dataplane.listen import Listeners
 from appliance.dataplane.queue import PoolQueues
 from appliance.dataplane.tcp_relay import TcpRelay
-from appliance.dataplane.tls import client_context, server_context
+from appliance.dataplane.tls import contexts_for
 from appliance.dataplane.tracker import ConnectionTracker
-from appliance.dataplane.upstream import MemberTls, UpstreamPools
+from appliance.dataplane.upstream import UpstreamPools
 from appliance.errors import ConfigError, StartError
 
 LOGGER = logging.getLogger("appliance.supervisor")
@@ -42,36 +41,6 @@ LOGGER = logging.getLogger("appliance.supervisor")
 def wanted_listeners(config: Config) -> Mapping[Endpoint, str]:
     """Endpoint -> virtual server name."""
     return {endpoint: vs.name for vs in config.virtual_servers.values() for endpoint in vs.endpoints}
-
-
-def tls_contexts(config: Config) -> tuple[dict[str, ssl.SSLContext], dict[str, MemberTls]]:
-    """Every virtual server's server context and every pool's context to its members.
-
-    Certificates and keys are read here, at start and at every reload.
-
-    Raises:
-        StartError: naming each certificate, key or CA file that cannot be used.
-    """
-    errors: list[str] = []
-    server: dict[str, ssl.SSLContext] = {}
-    member: dict[str, MemberTls] = {}
-    for vs in config.virtual_servers.values():
-        if vs.tls is not None:
-            try:
-                server[vs.name] = server_context(vs.name, vs.tls)
-            except StartError as exc:
-                errors.extend(str(exc).splitlines())
-    for pool in config.pools.values():
-        if pool.tls is not None:
-            try:
-                context = client_context(pool.tls, f"pools.{pool.name}.tls")
-            except StartError as exc:
-                errors.extend(str(exc).splitlines())
-                continue
-            member[pool.name] = MemberTls(context=context, server_name=pool.tls.server_name)
-    if errors:
-        raise StartError("\n".join(errors))
-    return server, member
 
 
 class Appliance:
@@ -116,7 +85,7 @@ class Appliance:
             async with trio.open_nursery() as services:
                 self._service_nursery = services
                 await services.start(self.access_log.run)
-                self.dispatcher.server_tls, self.upstreams.member_tls = tls_contexts(config)
+                self.dispatcher.server_tls, self.upstreams.member_tls = contexts_for(config)
                 self.listeners = Listeners(connections, self.dispatcher.serve)
                 await self.listeners.apply(wanted_listeners(config), services)
                 await services.start(self.monitors.run)
@@ -162,7 +131,7 @@ class Appliance:
         log_spec = config.appliance.log
         log_fd = None
         try:
-            server_tls, member_tls = tls_contexts(config)
+            server_tls, member_tls = contexts_for(config)
             if log_spec != self.access_log.spec:
                 log_fd = open_target(log_spec)
             await self.listeners.apply(wanted_listeners(config), self._service_nursery)

@@ -75,6 +75,7 @@ from cryptography.x509.oid import NameOID
 
 from appliance.core.model import Certificate, Config, ServerTls, UpstreamTls
 from appliance.dataplane.sockio import SocketIO
+from appliance.dataplane.upstream import MemberTls
 from appliance.errors import StartError, UpstreamConnectError
 
 LOGGER = logging.getLogger("appliance.tls")
@@ -324,22 +325,44 @@ def client_context(tls: UpstreamTls, where: str, *, alpn: Iterable[str] = CLIENT
     return ctx
 
 
-def check_tls(config: Config) -> list[str]:
-    """Builds every TLS context of `config`; the problems, one line each (empty when all load)."""
+def contexts_for(config: Config) -> tuple[dict[str, ssl.SSLContext], dict[str, MemberTls]]:
+    """Every virtual server's server context and every pool's TLS to its members.
+
+    Certificates, keys and CAs are read here: at start, at every reload, and by
+    `appliance check`.
+
+    Raises:
+        TlsConfigError: every problem of every file, one line each.
+    """
     lines: list[str] = []
+    servers: dict[str, ssl.SSLContext] = {}
+    members: dict[str, MemberTls] = {}
     for name, server in config.virtual_servers.items():
         if server.tls is not None:
             try:
-                server_context(name, server.tls)
+                servers[name] = server_context(name, server.tls)
             except TlsConfigError as exc:
                 lines.extend(exc.lines)
     for name, pool in config.pools.items():
         if pool.tls is not None:
             try:
-                client_context(pool.tls, f"pools.{name}.tls")
+                context = client_context(pool.tls, f"pools.{name}.tls")
             except TlsConfigError as exc:
                 lines.extend(exc.lines)
-    return lines
+                continue
+            members[name] = MemberTls(context=context, server_name=pool.tls.server_name)
+    if lines:
+        raise TlsConfigError(lines)
+    return servers, members
+
+
+def check_tls(config: Config) -> list[str]:
+    """The TLS problems of `config`, one line each (empty when every file loads)."""
+    try:
+        contexts_for(config)
+    except TlsConfigError as exc:
+        return list(exc.lines)
+    return []
 
 
 # ---------------------------------------------------------------- the stream

@@ -169,8 +169,5 @@ class UpstreamPools:
             for conn in self._idle.pop(key):
                 await conn.aclose()
 
-    def idle_count(self, endpoint: Endpoint, tls: MemberTls | None = None) -> int:
-        return len(self._idle.get((endpoint, tls), ()))
-
     def __repr__(self) -> str:
         return f"<UpstreamPools {sum(map(len, self._idle.values()))} idle over {len(self._idle)} members>"
