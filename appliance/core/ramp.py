@@ -24,3 +24,35 @@ def factor(ramp_start: float | None, slow_ramp: float, now: float) -> float:
     if elapsed >= slow_ramp:
         return 1.0
     return max(RAMP_FLOOR, elapsed / slow_ramp)
+
+
+_EPSILON = 1e-9  # ten credits of 0.1 add up to a hair under 1 in floating point; that is a whole turn
+
+
+class RampCredit:
+    """Deterministic thinning: a member offered turns takes `share` of them.
+
+    Each offer adds the member's share to its credit; it takes the turn when
+    the credit reaches 1 (and pays 1). No randomness, so tests see exact
+    sequences and a ramping member is never skipped twice in a row by bad luck.
+    """
+
+    __slots__ = ("_credit",)
+
+    def __init__(self) -> None:
+        self._credit: dict[str, float] = {}  # member -> turns owed, below 1
+
+    def takes_turn(self, name: str, share: float) -> bool:
+        if share >= 1.0:
+            self._credit.pop(name, None)
+            return True
+        credit = self._credit.get(name, 0.0) + share
+        if credit < 1.0 - _EPSILON:
+            self._credit[name] = credit
+            return False
+        self._credit[name] = credit - 1.0
+        return True
+
+    def forget(self, name: str) -> None:
+        """A member that leaves and returns starts a new ramp with no credit left over."""
+        self._credit.pop(name, None)

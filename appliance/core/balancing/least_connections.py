@@ -57,7 +57,6 @@ from appliance.core.model import Pool
 
 STEPS = round(1.0 / ramp.RAMP_FLOOR)  # the capacity ramp moves in steps of the floor: 20 steps of 5 %
 _NEVER = float("-inf")  # ramp end of a member that is not ramping
-_EPSILON = 1e-9  # ten credits of 0.1 add up to a hair under 1 in floating point; that is a whole turn
 
 
 class _LeastLoad:
@@ -84,7 +83,7 @@ class _LeastLoad:
         self._dirty: set[str] = set()  # named by on_open/on_close since the last pick
         self._sweep = 0
         self._cursor = 0  # slot after the last pick: round robin among equal scores
-        self._credit: dict[str, float] = {}  # ramping member -> picks owed, below 1
+        self._credit = ramp.RampCredit()
 
     def pick(
         self, candidates: Sequence[Candidate], key: bytes | None, avoid: Container[str], now: float
@@ -139,15 +138,7 @@ class _LeastLoad:
         """A ramping member's credit decides whether it takes a pick it would win."""
         share = ramp.factor(member.ramp_start, self._slow_ramp, now)
         share /= ramp.factor(self._earliest, self._slow_ramp, now)
-        if share >= 1.0:
-            self._credit.pop(member.name, None)
-            return True
-        credit = self._credit.get(member.name, 0.0) + share
-        if credit < 1.0 - _EPSILON:
-            self._credit[member.name] = credit
-            return False
-        self._credit[member.name] = credit - 1.0
-        return True
+        return self._credit.takes_turn(member.name, share)
 
     def _refresh(self, candidates: Sequence[Candidate], now: float) -> None:
         """Ramp steps that came due, members named since the last pick, and one more by sweep."""
@@ -210,7 +201,7 @@ class _LeastLoad:
         self._ramp_until = [_NEVER] * count
         for index, member in enumerate(candidates):
             if member.name not in before:
-                self._credit.pop(member.name, None)  # (re)joining starts a new ramp: no credit left over
+                self._credit.forget(member.name)  # (re)joining starts a new ramp: no credit left over
             score = member.active * STEPS / self._divisor[index]
             self._score[index] = score
             self._buckets.setdefault(score, []).append(index)

@@ -55,7 +55,6 @@ from appliance.core.balancing import Candidate
 from appliance.core.model import Pool
 
 _NEVER = float("-inf")  # ramp end of a member that is not ramping
-_EPSILON = 1e-9  # ten credits of 0.1 add up to a hair under 1 in floating point; that is a whole turn
 
 
 class Ratio:
@@ -72,7 +71,7 @@ class Ratio:
         self._unit = 1  # virtual time units per period
         self._vtime = 0  # key of the last turn taken or passed
         self._away: dict[str, int] = {}  # member not a candidate now -> its next turn minus vtime
-        self._credit: dict[str, float] = {}  # ramping member -> turns owed, below 1
+        self._credit = ramp.RampCredit()
         self._ramp_until: list[float] = []  # per index: when its ramp ends
         self._earliest: float | None = None  # earliest ramp start, None if a candidate never ramped
 
@@ -122,15 +121,7 @@ class Ratio:
         """A ramping member's credit decides whether it takes the turn it is offered."""
         share = ramp.factor(member.ramp_start, self._slow_ramp, now)
         share /= ramp.factor(self._earliest, self._slow_ramp, now)
-        if share >= 1.0:
-            self._credit.pop(member.name, None)
-            return True
-        credit = self._credit.get(member.name, 0.0) + share
-        if credit < 1.0 - _EPSILON:
-            self._credit[member.name] = credit
-            return False
-        self._credit[member.name] = credit - 1.0
-        return True
+        return self._credit.takes_turn(member.name, share)
 
     def _rebuild(self, candidates: Sequence[Candidate]) -> None:
         """Carry every member's place over to a new candidates tuple; O(n)."""
@@ -143,7 +134,7 @@ class Ratio:
             if name not in names:
                 self._away[name] = max(0, turn - self._vtime)
         for name in names - turns.keys():  # (re)joining starts a new ramp: no credit left over
-            self._credit.pop(name, None)
+            self._credit.forget(name)
         ratios = [max(1, member.ratio) for member in candidates]  # config keeps ratio >= 1
         fresh: dict[int, list[int]] = {}  # ratio -> indexes of members never seen, in slot order
         for index, member in enumerate(candidates):

@@ -27,7 +27,7 @@ class RoundRobin:
     def __init__(self, pool: Pool) -> None:
         self._cursor = 0
         self._slow_ramp = pool.slow_ramp
-        self._credit: dict[str, float] = {}
+        self._credit = ramp.RampCredit()
 
     def pick(
         self, candidates: Sequence[Candidate], key: bytes | None, avoid: Container[str], now: float
@@ -41,14 +41,9 @@ class RoundRobin:
             member = candidates[(start + offset) % count]
             if member.name in avoid or not member.available:
                 continue
-            share = ramp.factor(member.ramp_start, self._slow_ramp, now)
-            if share < 1.0:
-                credit = self._credit.get(member.name, 0.0) + share
-                if credit < 1.0:
-                    self._credit[member.name] = credit
-                    fallback = fallback or member
-                    continue
-                self._credit[member.name] = credit - 1.0
+            if not self._credit.takes_turn(member.name, ramp.factor(member.ramp_start, self._slow_ramp, now)):
+                fallback = fallback or member
+                continue
             self._cursor = member.slot + 1
             return member
         if fallback is not None:  # only ramping members can take it: better them than nobody
