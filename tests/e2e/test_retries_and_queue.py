@@ -58,3 +58,32 @@ async def test_requests_wait_in_the_pool_queue_for_a_member_below_its_limit(nurs
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
                 response = await client.get("/echo")
             assert response.status_code == 503 and "connection limit" in response.text
+
+
+async def test_tcp_connections_wait_in_the_pool_queue(nursery: trio.Nursery) -> None:
+    async def echo(stream: trio.SocketStream) -> None:
+        async with stream:
+            while data := await stream.receive_some(65536):
+                await stream.send_all(data)
+
+    listeners = await nursery.start(trio.serve_tcp, echo, 0)
+    member_port = listeners[0].socket.getsockname()[1]
+    port = free_port()
+    text = (
+        config_text(port, [member_port], extra_pool="    queue: {size: 1, timeout: 5s}")
+        .replace("name: m1}", "name: m1, connection_limit: 1}")
+        .replace("    pool: web\n", "    pool: web\n    mode: tcp\n")
+    )
+    async with running_appliance(text) as appliance:
+        first = await trio.open_tcp_stream("127.0.0.1", port)
+        await first.send_all(b"one")
+        assert await first.receive_some(10) == b"one"  # holds the only slot
+        second = await trio.open_tcp_stream("127.0.0.1", port)
+        await second.send_all(b"two")
+        with trio.fail_after(5):
+            while appliance.queues.waiting("web") != 1:
+                await trio.sleep(0.01)
+        await first.aclose()  # the slot frees: the queued connection goes through
+        with trio.fail_after(5):
+            assert await second.receive_some(10) == b"two"
+        await second.aclose()
