@@ -28,6 +28,7 @@ class Origin:
     """A member for tests. Behaviour by path:
 
     /health     `health_status` with `health_body`
+    /upgrade    101 to a raw echo (what a WebSocket server does after its handshake)
     /echo       JSON: method, target, headers, body length and sha256, connection number
     /big/N      N pattern bytes with Content-Length; /chunked/N the same, chunked
     /slow       never answers
@@ -100,6 +101,16 @@ class Origin:
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             stream.socket.close()
             return False
+        if path == "/upgrade":  # a protocol switch to a raw echo, like a WebSocket server
+            await stream.send_all(conn.send(h11.InformationalResponse(status_code=101, headers=[("Upgrade", "echo"), ("Connection", "Upgrade")])))
+            data = conn.trailing_data[0]
+            while True:
+                if data:
+                    await stream.send_all(data)
+                data = await stream.receive_some(65536)
+                if not data:
+                    await stream.send_eof()
+                    return False
         if path == "/health":
             await stream.send_all(
                 conn.send(h11.Response(status_code=self.health_status, headers=[("content-length", str(len(self.health_body)))]))

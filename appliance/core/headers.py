@@ -62,11 +62,15 @@ def _tokens(value: bytes) -> set[bytes]:
     return {t.strip().lower() for t in value.split(b",") if t.strip()}
 
 
-def forward_request(items: list[Triple], *, client_ip: bytes, proto: bytes) -> tuple[list[Triple], bytes | None, Framing]:
+def forward_request(
+    items: list[Triple], *, client_ip: bytes, proto: bytes
+) -> tuple[list[Triple], bytes | None, Framing, bytes | None]:
     """The headers forwarded to a member for one client request, in one pass.
 
-    Returns the headers, the Host the client sent (None if absent) and the
-    body's framing. X-Forwarded-For gets the client address appended to all
+    Returns the headers, the Host the client sent (None if absent), the body's
+    framing, and the protocol the client asks to upgrade to (the `Upgrade`
+    value when `Connection` names it; None otherwise), which the proxy
+    forwards itself when it allows the upgrade. X-Forwarded-For gets the client address appended to all
     earlier values (one header); X-Forwarded-Proto and -Host are set from what
     the appliance saw. Hop-by-hop headers, those named in Connection, and
     Expect (the appliance answers it) are dropped. A chunked body stays chunked
@@ -77,10 +81,13 @@ def forward_request(items: list[Triple], *, client_ip: bytes, proto: bytes) -> t
     chunked = False
     xff: list[bytes] = []
     named: set[bytes] | None = None
+    upgrade = None
     for item in items:
         name = item[1]
         if name not in _REQUEST_SPECIAL:
             out.append(item)
+        elif name == b"upgrade":
+            upgrade = item[2]
         elif name == b"host":
             host = item[2]
             out.append(item)
@@ -104,7 +111,9 @@ def forward_request(items: list[Triple], *, client_ip: bytes, proto: bytes) -> t
         out.append((b"X-Forwarded-Host", b"x-forwarded-host", host))
     if chunked:
         out.append(_CHUNKED)
-    return out, host, _framing(chunked, length)
+    if upgrade is not None and (named is None or b"upgrade" not in named):
+        upgrade = None  # Upgrade without "Connection: upgrade" is not a request to upgrade
+    return out, host, _framing(chunked, length), upgrade
 
 
 def forward_response(items: list[Triple]) -> tuple[list[Triple], Framing]:

@@ -94,6 +94,7 @@ class _Outcome:
     reused: bool = False  # the member connection came from the idle pool
     status: int = 0  # what the client got; 0 = nothing yet
     response_time: float = 0.0  # request sent to response head received (feeds `fastest`)
+    upgraded: bool = False  # 101 sent: the connection is now a tunnel
     bytes_out: int = 0
     error: UpstreamError | None = None
     client_gone: bool = False
@@ -178,7 +179,9 @@ class _Session:
             request = await self._read_head(vs, first)
             if request is None:
                 return False
-            forwarded, host, body = hdr.forward_request(request.headers._full_items, client_ip=self.client_ip, proto=self.proto)
+            forwarded, host, body, upgrade = hdr.forward_request(
+                request.headers._full_items, client_ip=self.client_ip, proto=self.proto
+            )
             target = _origin_form(request.target, host)
             pool = snap.pools.get(vs.pool) if vs.pool else None
             if pool is None:
@@ -189,6 +192,8 @@ class _Session:
             return False
         if host is None:  # an HTTP/1.0 client without Host: name the address it reached
             forwarded.append((b"Host", b"host", self.vip.encode()))
+        if upgrade is not None and not body.has_body:  # WebSocket and friends: a tunnel after 101
+            forwarded += [(b"Upgrade", b"upgrade", upgrade), (b"Connection", b"connection", b"upgrade")]
         upstream_request = h11.Request(
             method=request.method, target=target, headers=Headers(forwarded), http_version=b"1.1", _parsed=True
         )
@@ -328,6 +333,8 @@ class _Session:
         balancer.on_open(member)
         try:
             outcome = await self._exchange(vs, up, upstream_request, body)
+            if outcome.upgraded:
+                outcome.bytes_out += await _tunnel(self.stream, up, self.http, vs.timeouts.tunnel)
             if outcome.stale and replayable:
                 # A reused connection the member had already given up on: one fresh try, same member.
                 await up.aclose()
@@ -444,7 +451,21 @@ class _Session:
                     if event is h11.NEED_DATA:
                         member.receive_data(await up.stream.receive_when_ready(RECV_SIZE))
                     elif type(event) is not h11.InformationalResponse:
-                        break  # 1xx are skipped: we answered Expect ourselves
+                        break
+                    elif event.status_code == 101 and member.our_state is h11.SWITCHED_PROTOCOL:
+                        outcome.response_time = trio.current_time() - sent_at
+                        sent, _ = hdr.forward_response(event.headers._full_items)
+                        sent += [(b"Connection", b"connection", b"upgrade")] + [
+                            t for t in event.headers._full_items if t[1] == b"upgrade"
+                        ]
+                        switch = h11.InformationalResponse(
+                            status_code=101, headers=Headers(sent), reason=event.reason, http_version=b"1.1", _parsed=True
+                        )
+                        waiting_on_client = True
+                        await stream.send_all(conn.send(switch))
+                        outcome.status, outcome.upgraded = 101, True
+                        return
+                    # other 1xx are skipped: we answered Expect ourselves
                     event = member.next_event()
                 if type(event) is not h11.Response:
                     raise UpstreamProtocolError("member closed the connection before responding")
@@ -602,3 +623,36 @@ def _origin_form(target: bytes, host: bytes | None) -> bytes:
         path = parts.path or b"/"
         return path + b"?" + parts.query if parts.query else path
     raise _Refused(400, "request target is neither origin-form nor absolute-form")
+
+
+async def _tunnel(client: ByteStream, up: UpstreamConnection, conn: h11.Connection, idle: float) -> int:
+    """Relays bytes both ways after a 101 until both sides end or `idle` passes; bytes to the client.
+
+    Bytes that arrived behind either side's head (h11 keeps them) go first.
+    A side's EOF is passed on as a half-close; an error on either side ends both.
+    """
+    member = up.stream
+    moved = [0, 0]
+    scope = trio.CancelScope(deadline=trio.current_time() + idle)
+
+    async def pump(src: ByteStream, dst: ByteStream, pending: bytes, index: int) -> None:
+        try:
+            data = pending
+            while True:
+                if data:
+                    await dst.send_all(data)
+                    moved[index] += len(data)
+                    scope.deadline = trio.current_time() + idle
+                    await trio.lowlevel.checkpoint()
+                data = await src.receive_some(RECV_SIZE)
+                if not data:
+                    break
+            await dst.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            scope.cancel()
+
+    with scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump, client, member, conn.trailing_data[0], 0)
+            nursery.start_soon(pump, member, client, up.http.trailing_data[0], 1)
+    return moved[1]

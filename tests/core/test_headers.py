@@ -18,14 +18,22 @@ def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
         (b"Host", b"a"), (b"Connection", b"close, X-Private"), (b"X-Private", b"1"), (b"Expect", b"100-continue"),
         (b"Keep-Alive", b"5"), (b"TE", b"trailers"), (b"Upgrade", b"websocket"), (b"X-Keep", b"1"),
     )
-    out, host, body = hdr.forward_request(items, client_ip=b"10.0.0.1", proto=b"http")
+    out, host, body, upgrade = hdr.forward_request(items, client_ip=b"10.0.0.1", proto=b"http")
     assert names(out) == [b"host", b"x-keep", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"]
     assert host == b"a" and not body.has_body
+    assert upgrade is None  # Connection does not name upgrade
+
+
+def test_an_upgrade_request_is_recognised_and_its_headers_left_to_the_proxy() -> None:
+    items = triples((b"Host", b"a"), (b"Connection", b"Upgrade"), (b"Upgrade", b"websocket"), (b"Sec-WebSocket-Key", b"k"))
+    out, _, _, upgrade = hdr.forward_request(items, client_ip=b"1.1.1.1", proto=b"http")
+    assert upgrade == b"websocket"
+    assert names(out)[:2] == [b"host", b"sec-websocket-key"]
 
 
 def test_x_forwarded_for_appends_to_every_earlier_value_and_proto_host_are_replaced() -> None:
     items = triples((b"X-Forwarded-For", b"1.1.1.1"), (b"X-Forwarded-For", b"2.2.2.2"), (b"X-Forwarded-Host", b"evil"))
-    out, host, _ = hdr.forward_request(items, client_ip=b"3.3.3.3", proto=b"https")
+    out, host, _, _ = hdr.forward_request(items, client_ip=b"3.3.3.3", proto=b"https")
     assert host is None
     assert [(n, v) for _, n, v in out] == [
         (b"x-forwarded-for", b"1.1.1.1, 2.2.2.2, 3.3.3.3"),
@@ -35,7 +43,7 @@ def test_x_forwarded_for_appends_to_every_earlier_value_and_proto_host_are_repla
 
 def test_content_length_beside_chunked_is_dropped_both_ways() -> None:
     items = triples((b"Content-Length", b"10"), (b"Transfer-Encoding", b"chunked"))
-    out, _, body = hdr.forward_request(items, client_ip=b"1.1.1.1", proto=b"http")
+    out, _, body, _ = hdr.forward_request(items, client_ip=b"1.1.1.1", proto=b"http")
     assert body.both and body.chunked and body.has_body
     assert b"content-length" not in names(out)
     assert (b"transfer-encoding", b"chunked") in [(n, v) for _, n, v in out]
@@ -45,7 +53,7 @@ def test_content_length_beside_chunked_is_dropped_both_ways() -> None:
 
 def test_a_connection_token_cannot_remove_host() -> None:
     items = triples((b"Host", b"a"), (b"Connection", b"host"))
-    out, host, _ = hdr.forward_request(items, client_ip=b"1.1.1.1", proto=b"http")
+    out, host, _, _ = hdr.forward_request(items, client_ip=b"1.1.1.1", proto=b"http")
     assert host == b"a" and b"host" in names(out)
 
 

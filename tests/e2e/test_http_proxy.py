@@ -273,3 +273,28 @@ async def test_drain_ends_idle_connections_at_once(nursery: trio.Nursery) -> Non
             assert await silent.receive_some(100) == b""
             assert await kept.receive_some(100) == b""
             await appliance.tracker.wait_all_closed()
+
+
+async def test_an_upgrade_becomes_a_tunnel_after_101(nursery: trio.Nursery) -> None:
+    (origin,) = await start_origins(nursery, 1)
+    port = free_port()
+    async with running_appliance(config_text(port, [origin.port])):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET /upgrade HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly ")
+        received = b""
+        with trio.fail_after(5):
+            while b"early " not in received:
+                received += await stream.receive_some(65536)
+        head, _, rest = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"upgrade: echo" in head.lower() and b"connection: upgrade" in head.lower()
+        await stream.send_all(b"and later")
+        with trio.fail_after(5):
+            while not rest.endswith(b"and later"):
+                rest += await stream.receive_some(65536)
+        assert rest == b"early and later"
+        await stream.send_eof()  # the half-close reaches the member, which ends too
+        with trio.fail_after(5):
+            assert await stream.receive_some(100) == b""
+    seen = origin.requests[-1]
+    assert ["Upgrade", "echo"] in seen["headers"] and ["Connection", "upgrade"] in seen["headers"]
