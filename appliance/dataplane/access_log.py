@@ -2,8 +2,8 @@
 
 Handlers only format a line and append it to a buffer; a background task
 writes the buffer out every ``FLUSH_INTERVAL`` or when it grows past
-``FLUSH_BYTES``, in a worker thread for files, so a slow disk never stalls the
-data path.
+``FLUSH_BYTES``, in a worker thread, so a slow disk or a slow reader of stderr
+never stalls the data path.
 """
 
 from __future__ import annotations
@@ -91,10 +91,9 @@ class AccessLog:
             return
         data = ("\n".join(self._lines) + "\n").encode()
         self._lines, self._size = [], 0
-        if self._path is None:
-            _write_all(fd, data)
-        else:
-            await trio.to_thread.run_sync(_write_all, fd, data)
+        # In a worker thread even for stderr: a slow reader on the other end of
+        # the pipe must block that thread, never the event loop.
+        await trio.to_thread.run_sync(_write_all, fd, data)
 
 
 def open_target(spec: LogSpec) -> int:
