@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from appliance.core.checks import BODY_LIMIT, request_for, verdict
-from appliance.core.model import Endpoint, Monitor, MonitorExpect, MonitorSend, MonitorType
+from appliance.core.model import (
+    Endpoint,
+    Monitor,
+    MonitorExpect,
+    MonitorSend,
+    MonitorType,
+)
 
 
 def test_request_defaults_and_overrides() -> None:

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import groupby
 
 import pytest
+from candidates import C
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.core.balancing.dynamic_ratio import RATIO_MAX, RATIO_MIN, SAMPLE_PERIOD, TREND_LIMIT, Observed, Predictive
+from appliance.core.balancing.dynamic_ratio import (
+    RATIO_MAX,
+    RATIO_MIN,
+    SAMPLE_PERIOD,
+    TREND_LIMIT,
+    Observed,
+    Predictive,
+)
 from appliance.core.model import Pool
-
-
-@dataclass(slots=True)
-class C:
-    slot: int
-    name: str
-    ratio: int = 1
-    active: int = 0
-    available: bool = True
-    ramp_start: float | None = None
 
 
 def members(*ratios: int) -> tuple[C, ...]:

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
 
 import pytest
+from candidates import C
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.core.balancing.fastest import ALPHA, DECAY_HALF_LIFE, EXACT_SCAN_MAX, NOMINAL_RT, Fastest
+from appliance.core.balancing.fastest import (
+    ALPHA,
+    DECAY_HALF_LIFE,
+    EXACT_SCAN_MAX,
+    NOMINAL_RT,
+    Fastest,
+)
 from appliance.core.model import Pool
-
-
-@dataclass(slots=True)
-class C:
-    slot: int
-    name: str
-    ratio: int = 1
-    active: int = 0
-    available: bool = True
-    ramp_start: float | None = None
 
 
 def members(n: int) -> tuple[C, ...]:

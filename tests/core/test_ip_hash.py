@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
+from candidates import FrozenC as C
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,16 +20,6 @@ from appliance.core.balancing.ip_hash import (
     table_size,
 )
 from appliance.core.model import Endpoint, Member, Method, Pool
-
-
-@dataclass(frozen=True)
-class C:
-    slot: int
-    name: str
-    ratio: int = 1
-    active: int = 0
-    available: bool = True
-    ramp_start: float | None = None
 
 
 def make(ratios: Sequence[int], hash_mask: int = 32, slow_ramp: float = 0.0) -> tuple[IpHash, tuple[C, ...]]:

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
+from candidates import C
 
-from appliance.core.balancing.least_connections import LeastConnections, RatioLeastConnections
+from appliance.core.balancing.least_connections import (
+    LeastConnections,
+    RatioLeastConnections,
+)
 from appliance.core.model import Pool
-
-
-@dataclass
-class C:
-    """A mutable stand-in for a candidate: `active` is the live counter the data plane keeps."""
-
-    slot: int
-    name: str
-    ratio: int = 1
-    active: int = 0
-    available: bool = True
-    ramp_start: float | None = None
 
 
 def members(count: int, **overrides: object) -> tuple[C, ...]:

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
+from candidates import C
 
 from appliance.core.balancing.ratio import Ratio
 from appliance.core.model import Pool
-
-
-@dataclass
-class C:
-    """A mutable stand-in for a candidate: tests flip `available` and `active` as the data plane would."""
-
-    slot: int
-    name: str
-    ratio: int = 1
-    active: int = 0
-    available: bool = True
-    ramp_start: float | None = None
 
 
 def members(*ratios: int) -> tuple[C, ...]:

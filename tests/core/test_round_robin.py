@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from candidates import FrozenC as C
 
 from appliance.core.balancing import make_balancer
 from appliance.core.model import Endpoint, Member, Pool
-
-
-@dataclass(frozen=True)
-class C:
-    slot: int
-    name: str
-    ratio: int = 1
-    active: int = 0
-    available: bool = True
-    ramp_start: float | None = None
-
 
 MEMBERS = [C(i, f"m{i}") for i in range(4)]
 
