@@ -87,6 +87,7 @@ class Runtime:
         self._members: dict[tuple[str, str], _MemberState] = {}
         self._balancers: dict[str, tuple[tuple[Member, ...], Balancer]] = {}
         self._generation = 0
+        self.subscribers: list[Callable[[Snapshot], None]] = []  # told of every new snapshot, in order
         self.config = config
         self._adopt(config, source="config", at_start=True)
         self.snapshot = self._build()
@@ -203,6 +204,8 @@ class Runtime:
 
     def _publish(self) -> None:
         self.snapshot = self._build()
+        for subscriber in self.subscribers:
+            subscriber(self.snapshot)
 
     def _record(self, kind: str, source: str, message: str) -> None:
         LOGGER.info("%s", message)

@@ -24,6 +24,7 @@ from appliance.controlplane.monitors import MonitorSupervisor
 from appliance.controlplane.runtime import Runtime
 from appliance.core.config import load_config
 from appliance.core.model import Config, Endpoint
+from appliance.core.snapshot import Snapshot
 from appliance.dataplane.access_log import AccessLog, open_target
 from appliance.dataplane.dispatch import Dispatcher
 from appliance.dataplane.http_proxy import HttpProxy
@@ -52,6 +53,7 @@ class Appliance:
         self.tracker = ConnectionTracker()
         self.upstreams = UpstreamPools()
         self.access_log = AccessLog(config.appliance.log)
+        self.runtime.subscribers.append(self._close_idle_to_members_out_of_service)
         self.queues = PoolQueues()
         snapshot = lambda: self.runtime.snapshot  # noqa: E731 - handlers read the current snapshot
         self.relay = TcpRelay(
@@ -100,8 +102,14 @@ class Appliance:
                 await self._stop.wait()
                 await self._drain(connections)
                 services.cancel_scope.cancel()
-            await self.upstreams.close_endpoints()
+            self.upstreams.retain()
             self.relay.close()
+
+    def _close_idle_to_members_out_of_service(self, snapshot: Snapshot) -> None:
+        member_tls = self.upstreams.member_tls
+        self.upstreams.retain(
+            (member.address, member_tls.get(pool.name)) for pool in snapshot.pools.values() for member in pool.ready
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -141,13 +149,11 @@ class Appliance:
             LOGGER.error("reload rejected: %s; keeping the running configuration", exc)
             return str(exc).splitlines()
         _log_not_yet_supported(config)
-        self.runtime.reload(config)
         self.dispatcher.server_tls, self.upstreams.member_tls = server_tls, member_tls
+        self.runtime.reload(config)  # its new snapshot closes idle connections to members gone or changed
         if log_fd is not None:
             self.access_log.reconfigure(log_spec, log_fd)
         self.monitors.sync()
-        keep = {(m.address, member_tls.get(pool.name)) for pool in config.pools.values() for m in pool.members}
-        await self.upstreams.close_endpoints(keep)
         return []
 
     async def _drain(self, connections: trio.Nursery) -> None:

@@ -162,12 +162,21 @@ class UpstreamPools:
         idle.append(conn)
         return True
 
-    async def close_endpoints(self, keep: Iterable[PoolKey] | None = None) -> None:
-        """Closes idle connections to every endpoint and TLS setting not in `keep` (all when None)."""
-        keep_set = set(keep or ())
+    def retain(self, keep: Iterable[PoolKey] = ()) -> None:
+        """Closes the idle connections to every member (and TLS setting) not in `keep`.
+
+        Called whenever members leave service (down, disabled, forced offline,
+        removed) and at shutdown: an idle connection to such a member must not
+        carry the next request.
+        """
+        keep_set = set(keep)
         for key in [k for k in self._idle if k not in keep_set]:
             for conn in self._idle.pop(key):
-                await conn.aclose()
+                conn.stream.close()
+
+    def idle_count(self, endpoint: Endpoint, tls: MemberTls | None = None) -> int:
+        """Idle connections kept for a member (for tests now, for metrics later)."""
+        return len(self._idle.get((endpoint, tls), ()))
 
     def __repr__(self) -> str:
         return f"<UpstreamPools {sum(map(len, self._idle.values()))} idle over {len(self._idle)} members>"

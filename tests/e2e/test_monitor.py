@@ -112,3 +112,21 @@ async def test_https_monitor_uses_the_pool_tls_settings(nursery: trio.Nursery, t
             assert member().health.value == expected
             if expected == "down":
                 assert "TLS handshake failed" in member().last_check.reason
+
+
+async def test_idle_member_connections_close_when_the_member_leaves_service(nursery: trio.Nursery) -> None:
+    origin = await nursery.start(Origin("a").serve)
+    backup = await nursery.start(Origin("b").serve)
+    port = free_port()
+    monitors = "monitors:\n  web: {type: http, interval: 100ms, timeout: 100ms, rise: 1, fall: 1, send: {path: /health}}"
+    text = config_text(port, [origin.port, backup.port], monitors=monitors, extra_pool="    monitors: [web]")
+    async with running_appliance(text) as appliance:
+        pool = lambda: appliance.runtime.snapshot.pools["web"]  # noqa: E731
+        await wait_for(lambda: all(m.health.value == "up" for m in pool().members))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            await client.get("/echo")  # leaves an idle keep-alive connection to a
+        address = pool().member("m1").address
+        assert appliance.upstreams.idle_count(address) == 1
+        origin.health_status = 503
+        await wait_for(lambda: pool().member("m1").health.value == "down")
+        assert appliance.upstreams.idle_count(address) == 0
