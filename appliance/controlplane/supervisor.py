@@ -23,13 +23,15 @@ from appliance import __version__
 from appliance.controlplane.monitors import MonitorSupervisor
 from appliance.controlplane.runtime import Runtime
 from appliance.core.config import load_config
-from appliance.core.model import Config, Endpoint
+from appliance.core.health import Health
+from appliance.core.model import AdminState, Config, Endpoint
 from appliance.core.snapshot import Snapshot
 from appliance.dataplane.access_log import AccessLog, open_target
 from appliance.dataplane.dispatch import Dispatcher
 from appliance.dataplane.http_proxy import HttpProxy
 from appliance.dataplane.listen import Listeners
 from appliance.dataplane.queue import PoolQueues
+from appliance.dataplane.service_down import ActiveConnections
 from appliance.dataplane.tcp_relay import TcpRelay
 from appliance.dataplane.tls import contexts_for
 from appliance.dataplane.tracker import ConnectionTracker
@@ -55,6 +57,9 @@ class Appliance:
         self.access_log = AccessLog(config.appliance.log)
         self.runtime.subscribers.append(self._close_idle_to_members_out_of_service)
         self.queues = PoolQueues()
+        self.active = ActiveConnections()
+        self._previous = self.runtime.snapshot
+        self.runtime.subscribers.append(self._act_on_service_down)
         snapshot = lambda: self.runtime.snapshot  # noqa: E731 - handlers read the current snapshot
         self.relay = TcpRelay(
             snapshot,
@@ -62,12 +67,13 @@ class Appliance:
             self.tracker,
             member_tls=lambda pool: self.upstreams.member_tls.get(pool),
             queues=self.queues,
+            active=self.active,
         )
         self.dispatcher = Dispatcher(
             snapshot,
             self.tracker,
             self.access_log,
-            HttpProxy(snapshot, self.upstreams, self.access_log, self.tracker, self.queues),
+            HttpProxy(snapshot, self.upstreams, self.access_log, self.tracker, self.queues, self.active),
             self.relay,
         )
         self.monitors = MonitorSupervisor(self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
@@ -110,6 +116,25 @@ class Appliance:
         self.upstreams.retain(
             (member.address, member_tls.get(pool.name)) for pool in snapshot.pools.values() for member in pool.ready
         )
+
+    def _act_on_service_down(self, snapshot: Snapshot) -> None:
+        """Members that just went down (health) or were forced offline: their pool's action."""
+        previous, self._previous = self._previous, snapshot
+        for pool in snapshot.pools.values():
+            before = previous.pools.get(pool.name)
+            if before is None:
+                continue
+            for member in pool.members:
+                old = before.member(member.name)
+                if old is None:
+                    continue
+                went_down = old.health is not Health.DOWN and member.health is Health.DOWN
+                forced = old.admin_state is not AdminState.FORCED_OFFLINE and member.admin_state is AdminState.FORCED_OFFLINE
+                if went_down or forced:
+                    action = pool.config.action_on_service_down
+                    count = self.active.act(pool.name, member.name, action)
+                    if count:
+                        LOGGER.info("member %s/%s out of service: %s on %d connection(s)", pool.name, member.name, action.value, count)
 
     def stop(self) -> None:
         self._stop.set()

@@ -27,11 +27,12 @@ import trio
 from h11._headers import Headers  # private, stable since 0.8: skips re-validating parsed headers
 
 from appliance.core import headers as hdr
-from appliance.core.model import VirtualServer
+from appliance.core.model import ServiceDownAction, VirtualServer
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.dataplane.access_log import AccessLog
 from appliance.dataplane.queue import PoolQueues
-from appliance.dataplane.sockio import ByteStream
+from appliance.dataplane.service_down import ActiveConnections
+from appliance.dataplane.sockio import ByteStream, SocketIO
 from appliance.dataplane.tracker import ConnectionTracker
 from appliance.dataplane.upstream import UpstreamConnection, UpstreamPools, connect
 from appliance.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
@@ -95,6 +96,7 @@ class _Outcome:
     status: int = 0  # what the client got; 0 = nothing yet
     response_time: float = 0.0  # request sent to response head received (feeds `fastest`)
     upgraded: bool = False  # 101 sent: the connection is now a tunnel
+    action: ServiceDownAction | None = None  # the member went out of service during the exchange
     bytes_out: int = 0
     error: UpstreamError | None = None
     client_gone: bool = False
@@ -120,12 +122,14 @@ class HttpProxy:
         access_log: AccessLog,
         tracker: ConnectionTracker,
         queues: PoolQueues,
+        active: ActiveConnections,
     ) -> None:
         self.snapshot = snapshot
         self.upstreams = upstreams
         self.access_log = access_log
         self.tracker = tracker
         self.queues = queues
+        self.active = active
 
     async def serve(
         self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int], *, tls: bool = False
@@ -296,6 +300,11 @@ class _Session:
             if body.has_body and conn.they_are_waiting_for_100_continue:
                 await self.stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
             outcome = await self._attempt(vs, pool, member, up, upstream_request, body, replayable)
+            if outcome.action in (ServiceDownAction.DROP, ServiceDownAction.RESET):
+                if outcome.action is ServiceDownAction.RESET:
+                    _reset(self.stream)
+                self._log(vs, request, outcome.status, outcome.bytes_out, start, member, str(outcome.error))
+                return False  # closed at once, no answer of our own
             if outcome.error is not None and not outcome.head_sent and not outcome.client_gone and replayable and tries.left:
                 LOGGER.debug("member %s/%s: %s; trying another", pool.name, member.name, outcome.error)
                 tries.avoid.add(member.name)
@@ -331,11 +340,18 @@ class _Session:
         balancer = pool.balancer
         member.stats.opened()
         balancer.on_open(member)
+        down = trio.CancelScope()  # cancelled by the action on service down
+        outcome = _Outcome(reused=up.reused)
         try:
-            outcome = await self._exchange(vs, up, upstream_request, body)
-            if outcome.upgraded:
-                outcome.bytes_out += await _tunnel(self.stream, up, self.http, vs.timeouts.tunnel)
-            if outcome.stale and replayable:
+            with down, self.proxy.active.held(pool.name, member.name, down) as handle:
+                await self._exchange(vs, up, upstream_request, body, outcome)
+                if outcome.upgraded:
+                    outcome.bytes_out += await _tunnel(self.stream, up, self.http, vs.timeouts.tunnel)
+            if handle.action is not None:
+                # drop/reset: both sides close at once; reselect: retried elsewhere when safe.
+                error = UpstreamProtocolError(f"member out of service ({handle.action.value})")
+                outcome.error, outcome.action = error, handle.action
+            elif outcome.stale and replayable:
                 # A reused connection the member had already given up on: one fresh try, same member.
                 await up.aclose()
                 up = await connect(member.address, vs.timeouts.connect, self.proxy.upstreams.member_tls.get(pool.name))
@@ -351,6 +367,8 @@ class _Session:
             member.stats.requests += 1
         if outcome.error is not None:
             member.stats.failures += 1
+        if outcome.action is ServiceDownAction.RESET:
+            _reset(up.stream)
         if outcome.error is not None or not self.proxy.upstreams.release(up, trio.current_time()):
             await up.aclose()
         return outcome
@@ -397,10 +415,20 @@ class _Session:
         return None, None, (503, "every member at its connection limit")
 
     async def _exchange(
-        self, vs: VirtualServer, up: UpstreamConnection, upstream_request: h11.Request, body: hdr.Framing
+        self,
+        vs: VirtualServer,
+        up: UpstreamConnection,
+        upstream_request: h11.Request,
+        body: hdr.Framing,
+        outcome: _Outcome | None = None,
     ) -> _Outcome:
-        """Sends the request (its body concurrently) and relays the response."""
-        outcome = _Outcome(reused=up.reused)
+        """Sends the request (its body concurrently) and relays the response.
+
+        What happened goes into `outcome` (the caller's, so that it survives a
+        cancellation by the action on service down).
+        """
+        if outcome is None:
+            outcome = _Outcome(reused=up.reused)
         head = up.http.send(upstream_request)
         if not body.has_body:
             head += up.http.send(_END)  # writes nothing, but completes h11's side
@@ -656,3 +684,10 @@ async def _tunnel(client: ByteStream, up: UpstreamConnection, conn: h11.Connecti
             nursery.start_soon(pump, client, member, conn.trailing_data[0], 0)
             nursery.start_soon(pump, member, client, up.http.trailing_data[0], 1)
     return moved[1]
+
+
+def _reset(stream: ByteStream) -> None:
+    """Closes a plain or TLS stream with an RST (action on service down: reset)."""
+    raw = stream if isinstance(stream, SocketIO) else getattr(stream, "transport", None)
+    if isinstance(raw, SocketIO):
+        raw.reset()

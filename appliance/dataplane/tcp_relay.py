@@ -50,10 +50,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from appliance.core.model import VirtualServer
+from appliance.core.model import ServiceDownAction, VirtualServer
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.dataplane.access_log import AccessLog
 from appliance.dataplane.queue import PoolQueues
+from appliance.dataplane.service_down import ActiveConnections
 from appliance.dataplane.sockio import SocketIO
 from appliance.dataplane.tracker import ConnectionTracker
 from appliance.dataplane.upstream import UpstreamConnection, connect
@@ -101,12 +102,14 @@ class TcpRelay:
         *,
         member_tls: Callable[[str], MemberTls | None] | None = None,
         queues: PoolQueues | None = None,
+        active: ActiveConnections | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.access_log = access_log
         self.tracker = tracker
         self.member_tls = member_tls
         self.queues = queues or PoolQueues()
+        self.active = active or ActiveConnections()
         self.pipes = PipePool()
 
     async def serve(self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int]) -> None:
@@ -246,6 +249,7 @@ class _Tunnel:
         self.bytes_out = 0  # member -> client
         self.error: str | None = None
         self.failed_side: str | None = None  # "client" | "member": the other side is reset
+        self.reset_both = False  # action on service down: reset
         self.tunnel = 0.0
         self.slack = 0.0
         self.idle = trio.CancelScope()
@@ -334,7 +338,9 @@ class _Tunnel:
         self.tunnel = vs.timeouts.tunnel
         self.slack = min(IDLE_SLACK_MAX, self.tunnel * IDLE_SLACK)
         self.idle.deadline = trio.current_time() + self.tunnel
-        with self.idle:
+        assert self.member is not None and self.pool_name is not None
+        down = trio.CancelScope()  # cancelled by the action on service down
+        with self.idle, down, self.relay.active.held(self.pool_name, self.member.name, down) as handle:
             async with trio.open_nursery() as nursery:
                 self.pumps = nursery
                 if plain:
@@ -343,6 +349,10 @@ class _Tunnel:
                 else:
                     nursery.start_soon(self._guarded, self._copy_pump, client, member, True)
                     nursery.start_soon(self._guarded, self._copy_pump, member, client, False)
+        if handle.action is not None:
+            self.note(None, f"member out of service: {handle.action.value}")
+            self.reset_both = handle.action is ServiceDownAction.RESET
+            return  # drop and reset close at once, without a graceful close
         if self.idle.cancelled_caught:
             self.note(None, f"idle timeout {self.tunnel:g}s")
         if self.failed_side is None:
@@ -496,11 +506,11 @@ class _Tunnel:
             self.failed_side = side
 
     def close(self) -> None:
-        """Closes both streams; after one side failed, the other is reset."""
+        """Closes both streams; after one side failed the other is reset, and both for `reset`."""
         side = self.failed_side
-        _close(self.stream, reset=side == "member")
+        _close(self.stream, reset=side == "member" or self.reset_both)
         if self.up is not None:
-            _close(self.up.stream, reset=side == "client")
+            _close(self.up.stream, reset=side == "client" or self.reset_both)
 
     def log(self) -> None:
         log = self.relay.access_log

@@ -923,7 +923,4 @@ def test_not_yet_supported_pool_keys() -> None:
         + "    members: [{address: 127.0.0.1:9002, cookie_value: a}]\n"
         + SERVER
     )
-    assert config.not_yet_supported == (
-        "pools.api.action_on_service_down: reset",
-        "pools.api.members[0].cookie_value",
-    )
+    assert config.not_yet_supported == ("pools.api.members[0].cookie_value",)
