@@ -345,17 +345,18 @@ class _Session:
         try:
             with down, self.proxy.active.held(pool.name, member.name, down) as handle:
                 await self._exchange(vs, up, upstream_request, body, outcome)
+                if outcome.stale and replayable:
+                    # A reused connection the member had already given up on: one fresh try, same member.
+                    await up.aclose()
+                    up = await connect(member.address, vs.timeouts.connect, self.proxy.upstreams.member_tls.get(pool.name))
+                    outcome = _Outcome()
+                    await self._exchange(vs, up, upstream_request, body, outcome)
                 if outcome.upgraded:
                     outcome.bytes_out += await _tunnel(self.stream, up, self.http, vs.timeouts.tunnel)
             if handle.action is not None:
                 # drop/reset: both sides close at once; reselect: retried elsewhere when safe.
                 error = UpstreamProtocolError(f"member out of service ({handle.action.value})")
                 outcome.error, outcome.action = error, handle.action
-            elif outcome.stale and replayable:
-                # A reused connection the member had already given up on: one fresh try, same member.
-                await up.aclose()
-                up = await connect(member.address, vs.timeouts.connect, self.proxy.upstreams.member_tls.get(pool.name))
-                outcome = await self._exchange(vs, up, upstream_request, body)
         except UpstreamConnectError as exc:
             outcome = _Outcome(error=exc)
         finally:
