@@ -421,27 +421,25 @@ class _Session:
         up: UpstreamConnection,
         upstream_request: h11.Request,
         body: hdr.Framing,
-        outcome: _Outcome | None = None,
-    ) -> _Outcome:
+        outcome: _Outcome,
+    ) -> None:
         """Sends the request (its body concurrently) and relays the response.
 
         What happened goes into `outcome` (the caller's, so that it survives a
         cancellation by the action on service down).
         """
-        if outcome is None:
-            outcome = _Outcome(reused=up.reused)
         head = up.http.send(upstream_request)
         if not body.has_body:
             head += up.http.send(_END)  # writes nothing, but completes h11's side
             self.http.next_event()  # the request's EndOfMessage, already parsed
             await self._relay_response(vs, up, outcome, head, body.both)
-            return outcome
+            return
         try:
             with trio.fail_after(vs.timeouts.server):
                 await up.stream.send_all(head)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             outcome.error = UpstreamProtocolError(f"sending request failed: {exc!r}")
-            return outcome
+            return
         upload = _Upload()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(upload.run, self.http, self.stream, up, vs, nursery.cancel_scope)
@@ -455,7 +453,6 @@ class _Session:
                 outcome.error = upload.error
             if outcome.error is None:
                 outcome.error = UpstreamProtocolError("member answered before the request body ended")
-        return outcome
 
     async def _relay_response(
         self, vs: VirtualServer, up: UpstreamConnection, outcome: _Outcome, request_head: bytes | None, close: bool
