@@ -14,40 +14,44 @@ and reads what to do from its handle.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import trio
 
 from appliance.core.model import ServiceDownAction
 
 
 class Handle:
-    """One connection's registration: its scope to cancel, and the action taken."""
+    """One connection's registration: its scope to cancel, and the action taken.
 
-    __slots__ = ("scope", "action")
+    A context manager (entered per request on the hot path, so a plain class,
+    not a generator-based one): registered on enter, removed on exit.
+    """
 
-    def __init__(self, scope: trio.CancelScope) -> None:
+    __slots__ = ("scope", "action", "_handles")
+
+    def __init__(self, scope: trio.CancelScope, handles: set[Handle]) -> None:
         self.scope = scope
         self.action: ServiceDownAction | None = None
+        self._handles = handles
+
+    def __enter__(self) -> Handle:
+        self._handles.add(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handles.discard(self)
 
 
 class ActiveConnections:
     def __init__(self) -> None:
         self._by_member: dict[tuple[str, str], set[Handle]] = {}
 
-    @contextmanager
-    def held(self, pool: str, member: str, scope: trio.CancelScope) -> Iterator[Handle]:
-        """Registers a connection to `pool/member` for the duration of the block."""
-        handle = Handle(scope)
-        handles = self._by_member.setdefault((pool, member), set())
-        handles.add(handle)
-        try:
-            yield handle
-        finally:
-            handles.discard(handle)
-            if not handles:
-                self._by_member.pop((pool, member), None)
+    def held(self, pool: str, member: str, scope: trio.CancelScope) -> Handle:
+        """Registers a connection to `pool/member` for the duration of a `with` block."""
+        key = (pool, member)
+        handles = self._by_member.get(key)
+        if handles is None:
+            handles = self._by_member[key] = set()
+        return Handle(scope, handles)
 
     def act(self, pool: str, member: str, action: ServiceDownAction) -> int:
         """Applies `action` to every connection to `pool/member`; how many were acted on."""
