@@ -45,7 +45,9 @@ class MonitorTarget:
 
 
 class _MemberState:
-    __slots__ = ("config", "admin_state", "machines", "checks", "since", "stats", "ramp_start", "_served", "_ramps")
+    __slots__ = (
+        "config", "admin_state", "machines", "checks", "since", "stats", "ramp_start", "passive_until", "_served", "_ramps",
+    )  # fmt: skip
 
     def __init__(self, config: Member, monitors: list[Monitor], now: float, *, at_start: bool) -> None:
         self.config = config
@@ -55,11 +57,14 @@ class _MemberState:
         self.since = now
         self.stats = MemberStats()
         self.ramp_start: float | None = None
+        self.passive_until: float | None = None  # unmonitored member taken down by live traffic's failures
         self._served = False
         self._ramps = not at_start  # members of the start-up config take full traffic at their first verdict
 
     @property
     def health(self) -> Health:
+        if self.passive_until is not None:
+            return Health.DOWN
         return combine([m.state for m in self.machines.values()])
 
     def note_readiness(self, now: float) -> None:
@@ -116,6 +121,8 @@ class Runtime:
         if after is not before:
             state.since = result.at
             state.note_readiness(result.at)
+            if after.serves:
+                state.stats.succeeded()  # back by its monitor: live traffic's count starts afresh
             reason = flip.reason if flip else result.reason
             self._record(
                 "health",
@@ -125,6 +132,44 @@ class Runtime:
             )
             self._publish()
         return flip
+
+    def passive_down(self, pool: str, member: str, reason: str) -> float | None:
+        """Live traffic failed `failures` times in a row: the member goes down now.
+
+        A monitored member stays down until its monitors see `rise` successes;
+        one without a monitor comes back after the pool's `passive.down_for`,
+        whose end is returned for the caller to schedule (`passive_recover`).
+        """
+        state = self._members.get((pool, member))
+        if state is None or state.health is Health.DOWN:
+            return None
+        now = self._clock()
+        before = state.health
+        why = f"passive: {state.stats.streak} failures in a row, last: {reason}"
+        until = None
+        if state.machines:
+            for machine in state.machines.values():
+                machine.force_down(now, why)
+        else:
+            until = state.passive_until = now + self.config.pools[pool].passive.down_for
+        state.since = now
+        state.note_readiness(now)
+        self._record("health", "traffic", f"member {pool}/{member} health {before.value} -> down ({why})")
+        self._publish()
+        return until
+
+    def passive_recover(self, pool: str, member: str) -> None:
+        """The `down_for` of an unmonitored member taken down by live traffic has passed."""
+        state = self._members.get((pool, member))
+        if state is None or state.passive_until is None:
+            return
+        now = self._clock()
+        state.passive_until = None
+        state.stats.succeeded()
+        state.since = now
+        state.note_readiness(now)
+        self._record("health", "traffic", f"member {pool}/{member} health down -> {state.health.value} (passive: back after down_for)")
+        self._publish()
 
     # ------------------------------------------------------------ reads
 

@@ -30,6 +30,7 @@ from appliance.dataplane.access_log import AccessLog, open_target
 from appliance.dataplane.dispatch import Dispatcher
 from appliance.dataplane.http_proxy import HttpProxy
 from appliance.dataplane.listen import Listeners
+from appliance.dataplane.passive import PassiveDetector
 from appliance.dataplane.queue import PoolQueues
 from appliance.dataplane.service_down import ActiveConnections
 from appliance.dataplane.tcp_relay import TcpRelay
@@ -58,6 +59,7 @@ class Appliance:
         self.runtime.subscribers.append(self._close_idle_to_members_out_of_service)
         self.queues = PoolQueues()
         self.active = ActiveConnections()
+        self.passive = PassiveDetector(self._passive_failure)
         self._previous = self.runtime.snapshot
         self.runtime.subscribers.append(self._act_on_service_down)
         snapshot = lambda: self.runtime.snapshot  # noqa: E731 - handlers read the current snapshot
@@ -68,12 +70,13 @@ class Appliance:
             member_tls=lambda pool: self.upstreams.member_tls.get(pool),
             queues=self.queues,
             active=self.active,
+            passive=self.passive,
         )
         self.dispatcher = Dispatcher(
             snapshot,
             self.tracker,
             self.access_log,
-            HttpProxy(snapshot, self.upstreams, self.access_log, self.tracker, self.queues, self.active),
+            HttpProxy(snapshot, self.upstreams, self.access_log, self.tracker, self.queues, self.active, self.passive),
             self.relay,
         )
         self.monitors = MonitorSupervisor(self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
@@ -135,6 +138,16 @@ class Appliance:
                     count = self.active.act(pool.name, member.name, action)
                     if count:
                         LOGGER.info("member %s/%s out of service: %s on %d connection(s)", pool.name, member.name, action.value, count)
+
+    def _passive_failure(self, pool: str, member: str, reason: str) -> None:
+        """Live traffic gave up on a member: down now; back by monitor, or after `down_for`."""
+        until = self.runtime.passive_down(pool, member, reason)
+        if until is not None and self._service_nursery is not None:
+            self._service_nursery.start_soon(self._passive_recover_at, until, pool, member)
+
+    async def _passive_recover_at(self, until: float, pool: str, member: str) -> None:
+        await trio.sleep_until(until)
+        self.runtime.passive_recover(pool, member)
 
     def stop(self) -> None:
         self._stop.set()

@@ -63,6 +63,7 @@ from appliance.core.model import (
     MonitorExpect,
     MonitorSend,
     MonitorType,
+    PassiveCheck,
     Pool,
     Quarantine,
     QueueSpec,
@@ -458,7 +459,7 @@ def _quarantine(ctx: Walk, node: yaml.Node, path: Path) -> Quarantine | None:
 def _pool(ctx: Walk, node: yaml.Node, path: Path) -> Pool | None:
     keys = (
         "method", "monitors", "min_active_members", "slow_ramp", "action_on_service_down", "retries",
-        "retry_non_idempotent", "queue", "hash_mask", "snat", "tls", "static", "mutable", "members",
+        "retry_non_idempotent", "queue", "passive", "hash_mask", "snat", "tls", "static", "mutable", "members",
     )  # fmt: skip
     m = mapping(ctx, node, path, keys)
     if m is None:
@@ -476,6 +477,7 @@ def _pool(ctx: Walk, node: yaml.Node, path: Path) -> Pool | None:
         retries=m.get("retries", as_int(0), d["retries"]),
         retry_non_idempotent=m.get("retry_non_idempotent", as_bool, d["retry_non_idempotent"]),
         queue=m.get("queue", _queue, d["queue"]),
+        passive=m.get("passive", _passive, d["passive"]),
         hash_mask=m.get("hash_mask", as_int(0, MAX_HASH_MASK), d["hash_mask"]),
         snat=m.opt("snat", as_ref("snat_pools", "SNAT pool")),
         tls=m.opt("tls", _upstream_tls),
@@ -493,6 +495,17 @@ def _queue(ctx: Walk, node: yaml.Node, path: Path) -> QueueSpec | None:
     return QueueSpec(
         size=m.get("size", as_int(0), d["size"]),
         timeout=m.get("timeout", as_duration(positive=True), d["timeout"]),
+    )
+
+
+def _passive(ctx: Walk, node: yaml.Node, path: Path) -> PassiveCheck | None:
+    m = mapping(ctx, node, path, ("failures", "down_for"))
+    if m is None:
+        return None
+    d = defaults(PassiveCheck)
+    return PassiveCheck(
+        failures=m.get("failures", as_int(0), d["failures"]),
+        down_for=m.get("down_for", as_duration(positive=True), d["down_for"]),
     )
 
 

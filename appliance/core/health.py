@@ -100,6 +100,12 @@ class HealthMachine:
             return self._flip(Health.UP, now, f"{self.streak}/{self.rise} succeeded: {reason}")
         return None
 
+    def force_down(self, now: float, reason: str) -> Flip | None:
+        """Passive failure detection: down at once; then `rise` successes bring it back."""
+        if self.state is Health.DOWN:
+            return None
+        return self._flip(Health.DOWN, now, reason)
+
     def _flip(self, new: Health, now: float, reason: str) -> Flip:
         flip = Flip(old=self.state, new=new, at=now, reason=reason)
         self.state, self.streak, self.since = new, 0, now

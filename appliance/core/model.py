@@ -194,6 +194,14 @@ class QueueSpec:
 
 
 @frozen
+class PassiveCheck:
+    """Passive failure detection: live traffic's failures take a member out between probes."""
+
+    failures: int = 0  # consecutive connect failures or resets that mark a member down; 0 = off
+    down_for: float = 10.0  # a member without a monitor comes back after this (nginx's fail_timeout)
+
+
+@frozen
 class UpstreamTls:
     verify: bool = True
     ca: str | None = None  # PEM bundle of trusted CAs; None: the system store
@@ -223,6 +231,7 @@ class Pool:
     retries: int = 2
     retry_non_idempotent: bool = False
     queue: QueueSpec = field(default_factory=QueueSpec)
+    passive: PassiveCheck = field(default_factory=PassiveCheck)
     hash_mask: int = 32
     snat: str | None = None
     tls: UpstreamTls | None = None

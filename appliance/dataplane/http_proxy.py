@@ -30,6 +30,7 @@ from appliance.core import headers as hdr
 from appliance.core.model import ServiceDownAction, VirtualServer
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.dataplane.access_log import AccessLog
+from appliance.dataplane.passive import PassiveDetector
 from appliance.dataplane.queue import PoolQueues
 from appliance.dataplane.service_down import ActiveConnections
 from appliance.dataplane.sockio import ByteStream, SocketIO
@@ -123,6 +124,7 @@ class HttpProxy:
         tracker: ConnectionTracker,
         queues: PoolQueues,
         active: ActiveConnections,
+        passive: PassiveDetector | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.upstreams = upstreams
@@ -130,6 +132,7 @@ class HttpProxy:
         self.tracker = tracker
         self.queues = queues
         self.active = active
+        self.passive = passive or PassiveDetector()
 
     async def serve(
         self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int], *, tls: bool = False
@@ -366,8 +369,12 @@ class _Session:
         if outcome.head_sent:
             balancer.observe(member, outcome.response_time)
             member.stats.requests += 1
-        if outcome.error is not None:
-            member.stats.failures += 1
+            self.proxy.passive.succeeded(member)
+        elif outcome.error is not None and outcome.action is None and not outcome.client_gone:
+            if isinstance(outcome.error, UpstreamTimeout):
+                member.stats.failures += 1  # counted, but slowness is the monitor's business
+            else:
+                self.proxy.passive.failed(pool, member, str(outcome.error))
         if outcome.action is ServiceDownAction.RESET:
             _reset(up.stream)
         if outcome.error is not None or not self.proxy.upstreams.release(up, trio.current_time()):
@@ -404,7 +411,7 @@ class _Session:
                 return member, conn, (0, "")
             except UpstreamConnectError as exc:
                 LOGGER.debug("member %s/%s: %s", pool.name, member.name, exc)
-                member.stats.failures += 1
+                self.proxy.passive.failed(pool, member, str(exc))
                 tries.avoid.add(member.name)
                 error = UpstreamConnectError(f"member {member.name}: {exc}")
         if error is not None:

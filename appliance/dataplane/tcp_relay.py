@@ -53,6 +53,7 @@ import trio
 from appliance.core.model import ServiceDownAction, VirtualServer
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.dataplane.access_log import AccessLog
+from appliance.dataplane.passive import PassiveDetector
 from appliance.dataplane.queue import PoolQueues
 from appliance.dataplane.service_down import ActiveConnections
 from appliance.dataplane.sockio import SocketIO
@@ -103,6 +104,7 @@ class TcpRelay:
         member_tls: Callable[[str], MemberTls | None] | None = None,
         queues: PoolQueues | None = None,
         active: ActiveConnections | None = None,
+        passive: PassiveDetector | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.access_log = access_log
@@ -110,6 +112,7 @@ class TcpRelay:
         self.member_tls = member_tls
         self.queues = queues or PoolQueues()
         self.active = active or ActiveConnections()
+        self.passive = passive or PassiveDetector()
         self.pipes = PipePool()
 
     async def serve(self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int]) -> None:
@@ -319,12 +322,13 @@ class _Tunnel:
                 if not isinstance(exc, UpstreamConnectError):
                     raise
                 LOGGER.debug("member %s/%s: %s", pool.name, member.name, exc)
-                member.stats.failures += 1
+                self.relay.passive.failed(pool, member, str(exc))
                 avoid.add(member.name)
                 last = exc
                 continue
             self.connect_time = trio.current_time() - began
             balancer.observe(member, self.connect_time)
+            self.relay.passive.succeeded(member)
             return member
         self.note(None, str(last) if last is not None else "no member available")
         return None

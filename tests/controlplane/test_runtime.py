@@ -101,3 +101,29 @@ def test_slow_ramp_after_admin_enable_and_for_members_added_by_reload() -> None:
     assert runtime.snapshot.pools["web"].member("b").ramp_start == 120.0  # enabled again
     check(runtime, "c", True, 121.0)  # added at runtime: ramps from its first verdict
     assert runtime.snapshot.pools["web"].member("c").ramp_start == 121.0
+
+
+def test_passive_down_then_back_by_monitor_or_after_down_for() -> None:
+    clock = FakeClock()
+    text = CONFIG.replace("    monitors: [port]\n", "    monitors: [port]\n    passive: {failures: 3, down_for: 5s}\n")
+    runtime = Runtime(parse_config(text, "t.yaml"), clock)
+    check(runtime, "a", True, 101.0)
+    clock.now = 102.0
+    assert runtime.passive_down("web", "a", "connect refused") is None  # monitored: the monitor brings it back
+    assert runtime.snapshot.pools["web"].member("a").health is Health.DOWN
+    assert "passive:" in runtime.events[-1].message and "connect refused" in runtime.events[-1].message
+    check(runtime, "a", True, 103.0)
+    check(runtime, "a", True, 104.0)  # rise 2
+    assert runtime.snapshot.pools["web"].member("a").health is Health.UP
+
+    unmonitored = text.replace("    monitors: [port]\n", "")
+    runtime = Runtime(parse_config(unmonitored, "t.yaml"), clock)
+    clock.now = 110.0
+    assert runtime.passive_down("web", "b", "connection reset") == 115.0
+    assert runtime.passive_down("web", "b", "again") is None  # already down: nothing new
+    assert runtime.snapshot.pools["web"].member("b").health is Health.DOWN
+    clock.now = 115.0
+    runtime.passive_recover("web", "b")
+    b = runtime.snapshot.pools["web"].member("b")
+    assert b.health is Health.UNCHECKED and b.ramp_start == 115.0
+    assert b.ramp(115.0) == 1.0  # no slow_ramp configured: full share at once

@@ -924,3 +924,16 @@ def test_not_yet_supported_pool_keys() -> None:
         + SERVER
     )
     assert config.not_yet_supported == ("pools.api.members[0].cookie_value",)
+
+
+def test_passive_failure_detection_keys() -> None:
+    config = parse(
+        "pools:\n  web:\n    passive: {failures: 3, down_for: 30s}\n    members: [{address: 127.0.0.1:9001}]\n" + SERVER
+    )
+    assert (config.pools["web"].passive.failures, config.pools["web"].passive.down_for) == (3, 30.0)
+    assert parse(POOL + SERVER).pools["web"].passive.failures == 0  # off unless asked
+    with pytest.raises(ConfigError) as caught:
+        parse("pools:\n  web:\n    passive: {failures: -1, down_for: 0s}\n    members: [{address: 127.0.0.1:9001}]\n" + SERVER)
+    text = str(caught.value)
+    assert "t.yaml:3:25: pools.web.passive.failures: must be >= 0, got -1" in text
+    assert "pools.web.passive.down_for" in text

@@ -87,3 +87,19 @@ async def test_tcp_connections_wait_in_the_pool_queue(nursery: trio.Nursery) -> 
         with trio.fail_after(5):
             assert await second.receive_some(10) == b"two"
         await second.aclose()
+
+
+async def test_passive_detection_takes_a_failing_member_out_before_any_probe(nursery: trio.Nursery) -> None:
+    good = await nursery.start(Origin("good").serve)
+    dead = free_port()
+    port = free_port()
+    text = config_text(port, [dead, good.port], extra_pool="    passive: {failures: 2, down_for: 60s}")
+    async with running_appliance(text) as appliance:
+        pool = lambda: appliance.runtime.snapshot.pools["web"]  # noqa: E731
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(8):
+                assert (await client.get("/echo")).status_code == 200  # retried on good meanwhile
+        m1 = pool().member("m1")
+        assert m1.health.value == "down"
+        assert m1.stats.failures == 2  # after the second refusal it was never tried again
+        assert any("passive: 2 failures in a row, last: connect refused" in e.message for e in appliance.runtime.events)
