@@ -107,7 +107,7 @@ NOT_YET_SUPPORTED: tuple[tuple[str, tuple[object, ...] | None], ...] = (
     ("admin", None),  # the admin API comes later
     ("address_sets", None),
     ("snat_pools", None),
-    ("pools.*.action_on_service_down", ("none", "drop", "reset")),  # reselect: http retries only, tcp re-bind to come
+
     ("pools.*.snat", None),
     ("pools.*.members[*].cookie_value", None),
     ("virtual_servers.*.routes", None),

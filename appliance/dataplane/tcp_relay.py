@@ -253,6 +253,7 @@ class _Tunnel:
         self.error: str | None = None
         self.failed_side: str | None = None  # "client" | "member": the other side is reset
         self.reset_both = False  # action on service down: reset
+        self.reselected = 0  # times the client was bound to another member (reselect)
         self.tunnel = 0.0
         self.slack = 0.0
         self.idle = trio.CancelScope()
@@ -271,23 +272,34 @@ class _Tunnel:
         if pool is None:
             self.note(None, "no pool")
             return
-        member = await self._connect(pool, vs)
-        if member is None:
-            return
-        try:
-            await self._relay(vs)
-        finally:
-            member.stats.closed()
-            pool.balancer.on_close(member)
-            self.relay.queues.slot_freed(pool.name)
+        avoid: set[str] = set()
+        while True:
+            member = await self._connect(pool, vs, avoid)
+            if member is None:
+                return
+            try:
+                action = await self._relay(vs)
+            finally:
+                member.stats.closed()
+                pool.balancer.on_close(member)
+                self.relay.queues.slot_freed(pool.name)
+            if action is not ServiceDownAction.RESELECT:
+                return
+            # Reselect: the client connection stays and is bound to another member.
+            assert self.up is not None
+            _close(self.up.stream, reset=True)
+            self.up = None
+            avoid.add(member.name)
+            self.reselected += 1
+            snap = self.relay.snapshot()
+            pool = snap.pools.get(pool.name) or pool
 
-    async def _connect(self, pool: PoolView, vs: VirtualServer) -> MemberView | None:
+    async def _connect(self, pool: PoolView, vs: VirtualServer, avoid: set[str]) -> MemberView | None:
         """Picks a member and connects, trying others on connect failure (`retries`).
 
         The member is counted (active connections, balancer) from the pick on,
         so concurrent connects cannot overshoot a `connection_limit`.
         """
-        avoid: set[str] = set()
         balancer = pool.balancer
         tls = self.relay.member_tls(pool.name) if self.relay.member_tls is not None else None
         last: UpstreamConnectError | None = None
@@ -333,7 +345,8 @@ class _Tunnel:
         self.note(None, str(last) if last is not None else "no member available")
         return None
 
-    async def _relay(self, vs: VirtualServer) -> None:
+    async def _relay(self, vs: VirtualServer) -> ServiceDownAction | None:
+        """Runs both pumps; the action on service down that ended them, if one did."""
         assert self.up is not None
         client, member = self.stream, self.up.stream
         plain = isinstance(client, SocketIO) and isinstance(member, SocketIO)
@@ -341,7 +354,7 @@ class _Tunnel:
         self.path = "splice" if splice else "copy"
         self.tunnel = vs.timeouts.tunnel
         self.slack = min(IDLE_SLACK_MAX, self.tunnel * IDLE_SLACK)
-        self.idle.deadline = trio.current_time() + self.tunnel
+        self.idle = trio.CancelScope(deadline=trio.current_time() + self.tunnel)  # fresh: a reselect relays again
         assert self.member is not None and self.pool_name is not None
         down = trio.CancelScope()  # cancelled by the action on service down
         with self.idle, down, self.relay.active.held(self.pool_name, self.member.name, down) as handle:
@@ -353,15 +366,18 @@ class _Tunnel:
                 else:
                     nursery.start_soon(self._guarded, self._copy_pump, client, member, True)
                     nursery.start_soon(self._guarded, self._copy_pump, member, client, False)
+        if handle.action is ServiceDownAction.RESELECT:
+            return handle.action  # the caller binds the client to another member
         if handle.action is not None:
             self.note(None, f"member out of service: {handle.action.value}")
             self.reset_both = handle.action is ServiceDownAction.RESET
-            return  # drop and reset close at once, without a graceful close
+            return handle.action  # drop and reset close at once, without a graceful close
         if self.idle.cancelled_caught:
             self.note(None, f"idle timeout {self.tunnel:g}s")
         if self.failed_side is None:
             await _graceful_close(client)
             await _graceful_close(member)
+        return None
 
     # ------------------------------------------------------------ pumps
 
@@ -532,6 +548,7 @@ class _Tunnel:
             member=member.name if member else "-",
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
+            reselected=self.reselected or None,
             ms=round((trio.current_time() - self.start) * 1000, 2),
             connect_ms=round(self.connect_time * 1000, 2) if self.connect_time is not None else None,
             retries=self.retries or None,

@@ -103,3 +103,19 @@ async def test_http_reset_closes_a_request_in_flight_at_once(nursery: trio.Nurse
             with pytest.raises(trio.BrokenResourceError):
                 while await stream.receive_some(100):
                     pass
+
+
+async def test_tcp_reselect_binds_the_client_connection_to_another_member(nursery: trio.Nursery) -> None:
+    sick = await nursery.start(Origin("sick").serve)
+    well = await nursery.start(Origin("well").serve)
+    port = free_port()
+    async with running_appliance(conf(port, [sick.port, well.port], "tcp", "reselect")) as appliance:
+        pool = lambda: appliance.runtime.snapshot.pools["web"]  # noqa: E731
+        await wait_for(lambda: all(m.health.value == "up" for m in pool().members))
+        stream = await trio.open_tcp_stream("127.0.0.1", port)  # round robin: sick first
+        assert b'"origin": "sick"' in await exchange(stream, "/echo")
+        sick.health_status = 503
+        await wait_for(lambda: pool().member("m0").health.value == "down")
+        await wait_for(lambda: pool().member("m1").stats.active == 1)  # re-bound
+        assert b'"origin": "well"' in await exchange(stream, "/echo")  # the same client connection, still echoing
+        await stream.aclose()
