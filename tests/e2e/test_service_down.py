@@ -119,3 +119,26 @@ async def test_tcp_reselect_binds_the_client_connection_to_another_member(nurser
         await wait_for(lambda: pool().member("m1").stats.active == 1)  # re-bound
         assert b'"origin": "well"' in await exchange(stream, "/echo")  # the same client connection, still echoing
         await stream.aclose()
+
+
+@pytest.mark.parametrize(("state", "action", "seen"), [("disabled", "reset", "open"), ("forced_offline", "none", "open"), ("forced_offline", "drop", "eof")])
+async def test_admin_states_on_a_live_tcp_connection(nursery: trio.Nursery, tmp_path, state: str, action: str, seen: str) -> None:
+    origin = await nursery.start(Origin("a").serve)
+    port = free_port()
+    path = tmp_path / "a.yaml"
+    path.write_text(conf(port, [origin.port], "tcp", action))
+    async with running_appliance(path.read_text(), str(path)) as appliance:
+        member = lambda: appliance.runtime.snapshot.pools["web"].member("m0")  # noqa: E731
+        await wait_for(lambda: member().health.value == "up")
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        assert b'"origin": "a"' in await exchange(stream, "/echo")
+        path.write_text(conf(port, [origin.port], "tcp", action).replace("name: m0}", f"name: m0, state: {state}}}"))
+        assert await appliance.reload() == []
+        assert member().admin_state.value == state
+        assert await outcome_after_down(stream) == seen  # disabled keeps its connections whatever the action
+        if seen == "open":
+            assert b'"origin": "a"' in await exchange(stream, "/echo")
+            fresh = await trio.open_tcp_stream("127.0.0.1", port)  # but no new connection reaches it
+            with trio.fail_after(5):
+                assert await fresh.receive_some(100) == b""
+        await stream.aclose()
