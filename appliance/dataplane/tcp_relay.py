@@ -439,7 +439,10 @@ class _Tunnel:
                     moved = len(data)
                     if splice:
                         self.copied = True
-                    await _send(dst_sock, data, dst_side)
+                    try:
+                        await dst.send_all(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        raise _SideError(dst_side, exc) from exc
                 self._moved(moved, upstream)
                 await trio.lowlevel.checkpoint()  # see the module notes: by then more has often arrived
         finally:
@@ -559,27 +562,6 @@ class _Tunnel:
     def __repr__(self) -> str:
         member = self.member.name if self.member else "-"
         return f"<TcpTunnel {self.client} -> {self.vip} -> {member} [{self.bytes_in} in, {self.bytes_out} out]>"
-
-
-async def _send(sock: socket.socket, data: bytes, side: str) -> None:
-    """Writes all of `data` to a non-blocking socket."""
-    try:
-        sent = sock.send(data)
-    except BlockingIOError:
-        sent = 0
-    except OSError as exc:
-        raise _SideError(side, exc) from exc
-    if sent == len(data):
-        return
-    view = memoryview(data)[sent:]
-    while view:
-        await trio.lowlevel.wait_writable(sock)
-        try:
-            view = view[sock.send(view) :]
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            raise _SideError(side, exc) from exc
 
 
 async def _graceful_close(stream: Any) -> None:
