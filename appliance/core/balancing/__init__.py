@@ -74,6 +74,21 @@ class Balancer(Protocol):
     def observe(self, member: Candidate, response_time: float) -> None: ...
 
 
+class LoadBlind:
+    """Base of the methods that follow neither load nor speed: the feedback hooks do nothing."""
+
+    __slots__ = ()
+
+    def on_open(self, member: Candidate) -> None:
+        pass
+
+    def on_close(self, member: Candidate) -> None:
+        pass
+
+    def observe(self, member: Candidate, response_time: float) -> None:
+        pass
+
+
 BalancerFactory = Callable[[Pool], Balancer]
 
 

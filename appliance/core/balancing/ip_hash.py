@@ -73,7 +73,7 @@ from functools import lru_cache
 from hashlib import blake2b
 
 from appliance.core import ramp
-from appliance.core.balancing import Candidate
+from appliance.core.balancing import Candidate, LoadBlind
 from appliance.core.model import Pool
 
 MIN_TABLE_SIZE = 65537  # Envoy's Maglev default: a prime, ~1.5 % granularity of a member's share at 655 members
@@ -167,7 +167,7 @@ def maglev_table(members: tuple[tuple[str, int], ...], size: int) -> tuple[int, 
         iteration += 1
 
 
-class IpHash:
+class IpHash(LoadBlind):
     __slots__ = (
         "_by_slot", "_candidates", "_hash_mask", "_names", "_size", "_slots", "_slow_ramp", "_table", "_top_start",
     )  # fmt: skip
@@ -245,15 +245,6 @@ class IpHash:
         if factor < 1.0 and self._top_start is not None:  # every candidate ramps: relative to the most advanced
             factor /= ramp.factor(self._top_start, self._slow_ramp, now)
         return share < factor
-
-    def on_open(self, member: Candidate) -> None:
-        pass
-
-    def on_close(self, member: Candidate) -> None:
-        pass
-
-    def observe(self, member: Candidate, response_time: float) -> None:
-        pass
 
     def __repr__(self) -> str:
         return f"<IpHash {len(self._names)} members, table {self._size}, hash_mask /{self._hash_mask}>"

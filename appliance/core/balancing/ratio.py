@@ -51,13 +51,13 @@ from collections.abc import Container, Sequence
 from heapq import heapify, heappop, heappush, heapreplace
 
 from appliance.core import ramp
-from appliance.core.balancing import Candidate
+from appliance.core.balancing import Candidate, LoadBlind
 from appliance.core.model import Pool
 
 _NEVER = float("-inf")  # ramp end of a member that is not ramping
 
 
-class Ratio:
+class Ratio(LoadBlind):
     __slots__ = (
         "_slow_ramp", "_candidates", "_heap", "_stride", "_unit", "_vtime", "_away",
         "_credit", "_ramp_until", "_earliest",
@@ -107,15 +107,6 @@ class Ratio:
             heappush(heap, entry)
         self._vtime = vtime
         return chosen
-
-    def on_open(self, member: Candidate) -> None:
-        pass
-
-    def on_close(self, member: Candidate) -> None:
-        pass
-
-    def observe(self, member: Candidate, response_time: float) -> None:
-        pass
 
     def _takes_turn(self, member: Candidate, now: float) -> bool:
         """A ramping member's credit decides whether it takes the turn it is offered."""

@@ -17,11 +17,11 @@ from bisect import bisect_left
 from collections.abc import Container, Sequence
 
 from appliance.core import ramp
-from appliance.core.balancing import Candidate
+from appliance.core.balancing import Candidate, LoadBlind
 from appliance.core.model import Pool
 
 
-class RoundRobin:
+class RoundRobin(LoadBlind):
     __slots__ = ("_cursor", "_slow_ramp", "_credit")
 
     def __init__(self, pool: Pool) -> None:
@@ -49,15 +49,6 @@ class RoundRobin:
         if fallback is not None:  # only ramping members can take it: better them than nobody
             self._cursor = fallback.slot + 1
         return fallback
-
-    def on_open(self, member: Candidate) -> None:
-        pass
-
-    def on_close(self, member: Candidate) -> None:
-        pass
-
-    def observe(self, member: Candidate, response_time: float) -> None:
-        pass
 
     def __repr__(self) -> str:
         return f"<RoundRobin cursor={self._cursor}>"
