@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from candidates import C
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.core.balancing.least_connections import (
     LeastConnections,
@@ -177,89 +179,82 @@ def test_repr_is_an_operators_view() -> None:
     assert repr(b) == "<LeastConnections 2 candidates, least load 1, cursor at slot 1>"
 
 
-# ---------------------------------------------------------------- properties (Hypothesis, from the test extras)
+# ---------------------------------------------------------------- properties (Hypothesis)
 
-try:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-except ImportError:  # pragma: no cover - without it only these property tests are missing
-    st = None
+_member = st.tuples(
+    st.integers(1, 5),  # ratio
+    st.integers(0, 6),  # active
+    st.booleans(),  # available
+    st.one_of(st.none(), st.floats(0.0, 30.0)),  # ramp_start
+)
+_step = st.one_of(
+    st.tuples(st.just("pick"), st.sets(st.integers(0, 7), max_size=8), st.floats(0.0, 3.0)),
+    st.tuples(st.just("flip"), st.integers(0, 7), st.booleans()),
+    st.tuples(st.just("close"), st.integers(0, 7), st.booleans()),  # notified through on_close or not
+    st.tuples(st.just("subset"), st.sets(st.integers(0, 7))),
+)
 
-if st is not None:
-    _member = st.tuples(
-        st.integers(1, 5),  # ratio
-        st.integers(0, 6),  # active
-        st.booleans(),  # available
-        st.one_of(st.none(), st.floats(0.0, 30.0)),  # ramp_start
+def _run(make, pool, slow_ramp: float, steps: list[tuple], check) -> None:
+    everyone = tuple(
+        C(i, f"m{i}", ratio, active, available, start) for i, (ratio, active, available, start) in enumerate(pool)
     )
-    _step = st.one_of(
-        st.tuples(st.just("pick"), st.sets(st.integers(0, 7), max_size=8), st.floats(0.0, 3.0)),
-        st.tuples(st.just("flip"), st.integers(0, 7), st.booleans()),
-        st.tuples(st.just("close"), st.integers(0, 7), st.booleans()),  # notified through on_close or not
-        st.tuples(st.just("subset"), st.sets(st.integers(0, 7))),
-    )
-
-    def _run(make, pool, slow_ramp: float, steps: list[tuple], check) -> None:
-        everyone = tuple(
-            C(i, f"m{i}", ratio, active, available, start) for i, (ratio, active, available, start) in enumerate(pool)
-        )
-        candidates = everyone
-        b = make(slow_ramp)
-        now = 0.0
-        for step in steps:
-            if step[0] == "flip":
-                everyone[step[1] % len(everyone)].available = step[2]
-            elif step[0] == "close":
-                member = everyone[step[1] % len(everyone)]
-                if member.active:
-                    member.active -= 1
-                    if step[2]:
-                        b.on_close(member)
-            elif step[0] == "subset":
-                candidates = tuple(m for m in everyone if m.slot in step[1])
-            else:
-                avoid = {f"m{i}" for i in step[1]}
-                now += step[2]
-                chosen = b.pick(candidates, None, avoid, now)
-                takers = [m for m in candidates if m.available and m.name not in avoid]
-                check(chosen, takers)
-                if chosen is not None:
-                    chosen.active += 1
-                    b.on_open(chosen)
-
-    def _safe(chosen, takers) -> None:
-        if not takers:
-            assert chosen is None
+    candidates = everyone
+    b = make(slow_ramp)
+    now = 0.0
+    for step in steps:
+        if step[0] == "flip":
+            everyone[step[1] % len(everyone)].available = step[2]
+        elif step[0] == "close":
+            member = everyone[step[1] % len(everyone)]
+            if member.active:
+                member.active -= 1
+                if step[2]:
+                    b.on_close(member)
+        elif step[0] == "subset":
+            candidates = tuple(m for m in everyone if m.slot in step[1])
         else:
-            assert chosen is not None and any(chosen is m for m in takers)
-
-    @settings(max_examples=300, deadline=None)
-    @given(
-        make=st.sampled_from([least, ratio_least]),
-        pool=st.lists(_member, min_size=1, max_size=8),
-        slow_ramp=st.sampled_from([0.0, 10.0]),
-        steps=st.lists(_step, max_size=60),
-    )
-    def test_property_never_an_unavailable_or_avoided_member_and_always_one_when_possible(
-        make, pool, slow_ramp: float, steps: list[tuple]
-    ) -> None:
-        _run(make, pool, slow_ramp, steps, _safe)
-
-    @settings(max_examples=300, deadline=None)
-    @given(
-        weighted=st.booleans(),
-        pool=st.lists(_member, min_size=1, max_size=8),
-        steps=st.lists(_step.filter(lambda step: step[0] != "close" or step[2]), max_size=60),
-    )
-    def test_property_the_least_loaded_taker_wins_when_every_change_is_reported(
-        weighted: bool, pool, steps: list[tuple]
-    ) -> None:
-        def load(member: C) -> float:
-            return member.active / member.ratio if weighted else member.active
-
-        def check(chosen, takers) -> None:
-            _safe(chosen, takers)
+            avoid = {f"m{i}" for i in step[1]}
+            now += step[2]
+            chosen = b.pick(candidates, None, avoid, now)
+            takers = [m for m in candidates if m.available and m.name not in avoid]
+            check(chosen, takers)
             if chosen is not None:
-                assert load(chosen) == min(load(m) for m in takers)
+                chosen.active += 1
+                b.on_open(chosen)
 
-        _run(ratio_least if weighted else least, pool, 0.0, steps, check)
+def _safe(chosen, takers) -> None:
+    if not takers:
+        assert chosen is None
+    else:
+        assert chosen is not None and any(chosen is m for m in takers)
+
+@settings(max_examples=300, deadline=None)
+@given(
+    make=st.sampled_from([least, ratio_least]),
+    pool=st.lists(_member, min_size=1, max_size=8),
+    slow_ramp=st.sampled_from([0.0, 10.0]),
+    steps=st.lists(_step, max_size=60),
+)
+def test_property_never_an_unavailable_or_avoided_member_and_always_one_when_possible(
+    make, pool, slow_ramp: float, steps: list[tuple]
+) -> None:
+    _run(make, pool, slow_ramp, steps, _safe)
+
+@settings(max_examples=300, deadline=None)
+@given(
+    weighted=st.booleans(),
+    pool=st.lists(_member, min_size=1, max_size=8),
+    steps=st.lists(_step.filter(lambda step: step[0] != "close" or step[2]), max_size=60),
+)
+def test_property_the_least_loaded_taker_wins_when_every_change_is_reported(
+    weighted: bool, pool, steps: list[tuple]
+) -> None:
+    def load(member: C) -> float:
+        return member.active / member.ratio if weighted else member.active
+
+    def check(chosen, takers) -> None:
+        _safe(chosen, takers)
+        if chosen is not None:
+            assert load(chosen) == min(load(m) for m in takers)
+
+    _run(ratio_least if weighted else least, pool, 0.0, steps, check)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from candidates import C
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.core.balancing.ratio import Ratio
 from appliance.core.model import Pool
@@ -164,69 +166,62 @@ def test_ramp_starts_from_the_floor_and_never_starves() -> None:
     assert sequence.count("b") == 20
 
 
-# ---------------------------------------------------------------- properties (Hypothesis, from the test extras)
+# ---------------------------------------------------------------- properties (Hypothesis)
 
-try:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-except ImportError:  # pragma: no cover - without it only these property tests are missing
-    st = None
+_member = st.tuples(
+    st.integers(1, 5),  # ratio
+    st.booleans(),  # available
+    st.one_of(st.none(), st.floats(0.0, 30.0)),  # ramp_start
+)
+_step = st.one_of(
+    st.tuples(st.just("pick"), st.sets(st.integers(0, 7), max_size=8), st.floats(0.0, 3.0)),
+    st.tuples(st.just("flip"), st.integers(0, 7), st.booleans()),
+    st.tuples(st.just("subset"), st.sets(st.integers(0, 7))),
+)
 
-if st is not None:
-    _member = st.tuples(
-        st.integers(1, 5),  # ratio
-        st.booleans(),  # available
-        st.one_of(st.none(), st.floats(0.0, 30.0)),  # ramp_start
-    )
-    _step = st.one_of(
-        st.tuples(st.just("pick"), st.sets(st.integers(0, 7), max_size=8), st.floats(0.0, 3.0)),
-        st.tuples(st.just("flip"), st.integers(0, 7), st.booleans()),
-        st.tuples(st.just("subset"), st.sets(st.integers(0, 7))),
-    )
-
-    @settings(max_examples=300, deadline=None)
-    @given(
-        pool=st.lists(_member, min_size=1, max_size=8),
-        slow_ramp=st.sampled_from([0.0, 10.0]),
-        steps=st.lists(_step, max_size=60),
-    )
-    def test_property_never_an_unavailable_or_avoided_member_and_always_one_when_possible(
-        pool: list[tuple[int, bool, float | None]], slow_ramp: float, steps: list[tuple]
-    ) -> None:
-        everyone = tuple(C(i, f"m{i}", ratio, 0, available, start) for i, (ratio, available, start) in enumerate(pool))
-        candidates = everyone
-        b = balancer(slow_ramp)
-        now = 0.0
-        for step in steps:
-            if step[0] == "flip":
-                everyone[step[1] % len(everyone)].available = step[2]
-            elif step[0] == "subset":
-                candidates = tuple(m for m in everyone if m.slot in step[1])
+@settings(max_examples=300, deadline=None)
+@given(
+    pool=st.lists(_member, min_size=1, max_size=8),
+    slow_ramp=st.sampled_from([0.0, 10.0]),
+    steps=st.lists(_step, max_size=60),
+)
+def test_property_never_an_unavailable_or_avoided_member_and_always_one_when_possible(
+    pool: list[tuple[int, bool, float | None]], slow_ramp: float, steps: list[tuple]
+) -> None:
+    everyone = tuple(C(i, f"m{i}", ratio, 0, available, start) for i, (ratio, available, start) in enumerate(pool))
+    candidates = everyone
+    b = balancer(slow_ramp)
+    now = 0.0
+    for step in steps:
+        if step[0] == "flip":
+            everyone[step[1] % len(everyone)].available = step[2]
+        elif step[0] == "subset":
+            candidates = tuple(m for m in everyone if m.slot in step[1])
+        else:
+            avoid = {f"m{i}" for i in step[1]}
+            now += step[2]
+            chosen = b.pick(candidates, None, avoid, now)
+            takers = [m for m in candidates if m.available and m.name not in avoid]
+            if not takers:
+                assert chosen is None
             else:
-                avoid = {f"m{i}" for i in step[1]}
-                now += step[2]
-                chosen = b.pick(candidates, None, avoid, now)
-                takers = [m for m in candidates if m.available and m.name not in avoid]
-                if not takers:
-                    assert chosen is None
-                else:
-                    assert chosen is not None and any(chosen is m for m in takers)
+                assert chosen is not None and any(chosen is m for m in takers)
 
-    @settings(max_examples=200, deadline=None)
-    @given(ratios=st.lists(st.integers(1, 6), min_size=1, max_size=12), skips=st.lists(st.integers(0, 11), max_size=30))
-    def test_property_exact_shares_per_period_after_any_skips(ratios: list[int], skips: list[int]) -> None:
-        everyone = tuple(C(i, f"m{i}", ratio) for i, ratio in enumerate(ratios))
-        b = balancer()
-        for skip in skips:  # retries and members at their limit shuffle the phases, never the shares
-            everyone[skip % len(everyone)].available = False
-            b.pick(everyone, None, {f"m{skip * 7 % len(everyone)}"}, 0.0)
-            everyone[skip % len(everyone)].available = True
-        period = sum(ratios)
-        for _ in range(period):  # let a member left behind by a skip settle
-            b.pick(everyone, None, (), 0.0)
-        counts = [0] * len(everyone)
-        for _ in range(3 * period):
-            chosen = b.pick(everyone, None, (), 0.0)
-            assert chosen is not None
-            counts[chosen.slot] += 1
-        assert counts == [3 * ratio for ratio in ratios]
+@settings(max_examples=200, deadline=None)
+@given(ratios=st.lists(st.integers(1, 6), min_size=1, max_size=12), skips=st.lists(st.integers(0, 11), max_size=30))
+def test_property_exact_shares_per_period_after_any_skips(ratios: list[int], skips: list[int]) -> None:
+    everyone = tuple(C(i, f"m{i}", ratio) for i, ratio in enumerate(ratios))
+    b = balancer()
+    for skip in skips:  # retries and members at their limit shuffle the phases, never the shares
+        everyone[skip % len(everyone)].available = False
+        b.pick(everyone, None, {f"m{skip * 7 % len(everyone)}"}, 0.0)
+        everyone[skip % len(everyone)].available = True
+    period = sum(ratios)
+    for _ in range(period):  # let a member left behind by a skip settle
+        b.pick(everyone, None, (), 0.0)
+    counts = [0] * len(everyone)
+    for _ in range(3 * period):
+        chosen = b.pick(everyone, None, (), 0.0)
+        assert chosen is not None
+        counts[chosen.slot] += 1
+    assert counts == [3 * ratio for ratio in ratios]
