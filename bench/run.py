@@ -771,6 +771,15 @@ def appliance_spec(cmd: list[str], name: str, config_text: str, port: int, quiet
     return ProxySpec(name, [*cmd, "run", "-c", "{CONF}"], config_text, "appliance.yaml", port, quiet)
 
 
+def appliance_row(args: argparse.Namespace, config_for: Callable[[int], str]) -> ProxySpec | Scenario:
+    """The appliance's spec on a free port (its config from `config_for(port)`), or the failed row."""
+    cmd = appliance_argv(args.appliance)
+    if cmd is None:
+        return Scenario("appliance", status="failed", reason=NO_APPLIANCE)
+    port = free_port()
+    return appliance_spec(cmd, "appliance", config_for(port), port, quiet=args.access_log)
+
+
 @contextlib.contextmanager
 def proxy_process(spec: ProxySpec, procs: Procs, pin: bool, tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Writes the config into ``tmp/NAME/``, starts the proxy on the proxy CPU, waits until its port
@@ -1194,7 +1203,9 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "http":
                     suite = run_http_suite(args, procs, pin, tmp, ports, wrk_script, haproxy)
                 elif name == "tcp":
-                    from bench.scenarios_tcp import run_tcp_suite  # imports this module: not at the top
+                    from bench.scenarios_tcp import (
+                        run_tcp_suite,  # imports this module: not at the top
+                    )
 
                     suite = run_tcp_suite(args, procs, pin, tmp, ports, wrk_script, haproxy)
                 else:

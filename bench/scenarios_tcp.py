@@ -27,7 +27,6 @@ from bench.run import (
     INSTALL_HINT,
     IPERF3_HINT,
     LOAD_CPU,
-    NO_APPLIANCE,
     PROXY_CPU,
     REPO,
     START_TIMEOUT,
@@ -37,9 +36,8 @@ from bench.run import (
     Scenario,
     StartError,
     SuiteResult,
-    appliance_argv,
     appliance_config,
-    appliance_spec,
+    appliance_row,
     failed_scenario,
     find_tool,
     free_port,
@@ -53,7 +51,15 @@ from bench.run import (
     with_proxy,
     with_tool,
 )
-from bench.table import Column, cpu_pair, fill_ratios, fmt_pct, fmt_ratio, format_table, members
+from bench.table import (
+    Column,
+    cpu_pair,
+    fill_ratios,
+    fmt_pct,
+    fmt_ratio,
+    format_table,
+    members,
+)
 
 RATIO_REFS = {"direct": "direct", "haproxy": "haproxy", "splice": "haproxy-splice"}
 BULK_GOAL = 1.0  # issue 3: bulk >= 1.0x HAProxy splice-auto
@@ -67,13 +73,7 @@ def l4_specs(
     """The selected relays to start in order (appliance, haproxy, haproxy-splice), or the row saying why not."""
     out: list[ProxySpec | Scenario] = []
     if "appliance" in args.scenarios:
-        cmd = appliance_argv(args.appliance)
-        if cmd is None:
-            out.append(Scenario("appliance", status="failed", reason=NO_APPLIANCE))
-        else:
-            port = free_port()
-            text = appliance_config(port, member_ports, args.access_log, mode="tcp")
-            out.append(appliance_spec(cmd, "appliance", text, port, quiet=args.access_log))
+        out.append(appliance_row(args, lambda port: appliance_config(port, member_ports, args.access_log, mode="tcp")))
     for name, splice in (("haproxy", False), ("haproxy-splice", True)):
         if name not in args.scenarios:
             continue

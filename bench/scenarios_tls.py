@@ -34,16 +34,14 @@ from bench.run import (
     HOST,
     INSTALL_HINT,
     LOAD_CPU,
-    NO_APPLIANCE,
     WRK_HINT,
     CpuMeter,
     Procs,
     ProxySpec,
     Scenario,
     SuiteResult,
-    appliance_argv,
     appliance_config,
-    appliance_spec,
+    appliance_row,
     find_tool,
     free_port,
     haproxy_config,
@@ -55,7 +53,15 @@ from bench.run import (
     wrk_installed,
 )
 from bench.scenarios_tcp import held_back_notes
-from bench.table import Column, cpu_pair, fill_ratios, fmt_pct, fmt_ratio, format_table, members
+from bench.table import (
+    Column,
+    cpu_pair,
+    fill_ratios,
+    fmt_pct,
+    fmt_ratio,
+    format_table,
+    members,
+)
 
 AB_MAX_REQUESTS = 100_000_000  # as in the baseline: -t bounds the run, not -n
 SEQ_SECONDS = 3  # one-connection-at-a-time probe: at most this long...
@@ -262,13 +268,11 @@ def tls_specs(
 ) -> list[ProxySpec | Scenario]:
     out: list[ProxySpec | Scenario] = []
     if "appliance" in args.scenarios:
-        cmd = appliance_argv(args.appliance)
-        if cmd is None:
-            out.append(Scenario("appliance", status="failed", reason=NO_APPLIANCE))
-        else:
-            port = free_port()
-            text = appliance_config(port, ports, args.access_log, mode="http", tls=(cert.cert, cert.key))
-            out.append(appliance_spec(cmd, "appliance", text, port, quiet=args.access_log))
+        out.append(
+            appliance_row(
+                args, lambda port: appliance_config(port, ports, args.access_log, mode="http", tls=(cert.cert, cert.key))
+            )
+        )
     if "haproxy" in args.scenarios:
         if haproxy is None:
             out.append(Scenario("haproxy", status="skipped", reason=f"haproxy is not installed ({INSTALL_HINT})"))
