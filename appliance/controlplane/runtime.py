@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from appliance.core.balancing import Balancer, make_balancer
 from appliance.core.health import CheckResult, Flip, Health, HealthMachine, LastCheck, combine
 from appliance.core.model import AdminState, Config, Endpoint, Member, Monitor, Pool
+from appliance.core.routing import Router
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.core.stats import MemberStats
 
@@ -91,6 +92,7 @@ class Runtime:
         self.events: collections.deque[Event] = collections.deque(maxlen=EVENTS_KEPT)
         self._members: dict[tuple[str, str], _MemberState] = {}
         self._balancers: dict[str, tuple[tuple[Member, ...], Balancer]] = {}
+        self._routers: dict[str, Router] = {}
         self._generation = 0
         self.subscribers: list[Callable[[Snapshot], None]] = []  # told of every new snapshot, in order
         self.config = config
@@ -215,6 +217,7 @@ class Runtime:
         self._balancers = {
             pool.name: self._balancer_for(pool) for pool in config.pools.values()
         }
+        self._routers = {vs.name: Router(vs) for vs in config.virtual_servers.values() if vs.routes}
 
     def _balancer_for(self, pool: Pool) -> tuple[tuple[Member, ...], Balancer]:
         old = self._balancers.get(pool.name)
@@ -230,7 +233,7 @@ class Runtime:
                 self._view(pool, slot, member) for slot, member in enumerate(pool.members)
             )
             pools[pool.name] = PoolView(config=pool, members=members, balancer=self._balancers[pool.name][1])
-        return Snapshot(config=self.config, pools=pools, generation=self._generation)
+        return Snapshot(config=self.config, pools=pools, generation=self._generation, routers=self._routers)
 
     def _view(self, pool: Pool, slot: int, member: Member) -> MemberView:
         state = self._members[(pool.name, member.name)]

@@ -20,11 +20,13 @@ from collections.abc import Mapping
 import trio
 
 from appliance import __version__
+from appliance.controlplane.keys import persistence_key
 from appliance.controlplane.monitors import MonitorSupervisor
 from appliance.controlplane.runtime import Runtime
 from appliance.core.config import load_config
 from appliance.core.health import Health
 from appliance.core.model import AdminState, Config, Endpoint
+from appliance.core.persistence import Persistences
 from appliance.core.snapshot import Snapshot
 from appliance.dataplane.access_log import AccessLog, open_target
 from appliance.dataplane.dispatch import Dispatcher
@@ -60,6 +62,7 @@ class Appliance:
         self.queues = PoolQueues()
         self.active = ActiveConnections()
         self.passive = PassiveDetector(self._passive_failure)
+        self.persistences = Persistences()
         self._previous = self.runtime.snapshot
         self.runtime.subscribers.append(self._act_on_service_down)
         snapshot = lambda: self.runtime.snapshot  # noqa: E731 - handlers read the current snapshot
@@ -71,12 +74,22 @@ class Appliance:
             queues=self.queues,
             active=self.active,
             passive=self.passive,
+            persistences=self.persistences,
         )
         self.dispatcher = Dispatcher(
             snapshot,
             self.tracker,
             self.access_log,
-            HttpProxy(snapshot, self.upstreams, self.access_log, self.tracker, self.queues, self.active, self.passive),
+            HttpProxy(
+                snapshot,
+                self.upstreams,
+                self.access_log,
+                self.tracker,
+                self.queues,
+                self.active,
+                self.passive,
+                self.persistences,
+            ),
             self.relay,
         )
         self.monitors = MonitorSupervisor(self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
@@ -97,6 +110,7 @@ class Appliance:
                 self._service_nursery = services
                 await services.start(self.access_log.run)
                 self.dispatcher.server_tls, self.upstreams.member_tls = contexts_for(config)
+                self.persistences.configure(config.virtual_servers, persistence_key(config))
                 self.listeners = Listeners(connections, self.dispatcher.serve)
                 await self.listeners.apply(wanted_listeners(config), services)
                 await services.start(self.monitors.run)
@@ -178,6 +192,7 @@ class Appliance:
         log_fd = None
         try:
             server_tls, member_tls = contexts_for(config)
+            key = persistence_key(config)
             if log_spec != self.access_log.spec:
                 log_fd = open_target(log_spec)
             await self.listeners.apply(wanted_listeners(config), self._service_nursery)
@@ -188,6 +203,7 @@ class Appliance:
             return str(exc).splitlines()
         _log_not_yet_supported(config)
         self.dispatcher.server_tls, self.upstreams.member_tls = server_tls, member_tls
+        self.persistences.configure(config.virtual_servers, key)
         self.runtime.reload(config)  # its new snapshot closes idle connections to members gone or changed
         if log_fd is not None:
             self.access_log.reconfigure(log_spec, log_fd)

@@ -53,6 +53,7 @@ from appliance.core.model import (
     AdminState,
     ApplianceSpec,
     Config,
+    CookieMode,
     Ha,
     HaHooks,
     LogFormat,
@@ -64,6 +65,7 @@ from appliance.core.model import (
     MonitorSend,
     MonitorType,
     PassiveCheck,
+    PersistenceType,
     Pool,
     Quarantine,
     QueueSpec,
@@ -109,9 +111,6 @@ NOT_YET_SUPPORTED: tuple[tuple[str, tuple[object, ...] | None], ...] = (
     ("snat_pools", None),
 
     ("pools.*.snat", None),
-    ("pools.*.members[*].cookie_value", None),
-    ("virtual_servers.*.routes", None),
-    ("virtual_servers.*.persistence", None),
     ("ha", None),
 )
 
@@ -199,7 +198,32 @@ def _config(ctx: Walk, root: yaml.Node) -> Config:
         admin=top.get("admin", _admin, AdminSpec()),  # after virtual_servers: its endpoint must be free
         ha=top.opt("ha", _ha),
     )
+    _check_passive_cookies(ctx, config)
     return dataclasses.replace(config, not_yet_supported=_not_yet_supported(ctx))
+
+
+def _check_passive_cookies(ctx: Walk, config: Config) -> None:
+    """Cookie persistence `passive` reads members' `cookie_value`s: each pool reached needs them, unique."""
+    checked: set[str] = set()
+    for vs in config.virtual_servers.values():
+        spec = vs.persistence
+        if spec is None or spec.type is not PersistenceType.COOKIE or spec.mode is not CookieMode.PASSIVE:
+            continue
+        mode_path = ("virtual_servers", vs.name, "persistence", "mode")
+        for name in dict.fromkeys([*([vs.pool] if vs.pool else []), *(route.pool for route in vs.routes)]):
+            pool = config.pools.get(name)
+            if pool is None:
+                continue
+            values = [m.cookie_value for m in pool.members if m.cookie_value is not None]
+            if not values:
+                ctx.error_at(mode_path, f"mode passive needs cookie_value on the members of pool {name}; none has one")
+            if name in checked:
+                continue
+            checked.add(name)
+            for index, member in enumerate(pool.members):
+                if member.cookie_value is not None and values.count(member.cookie_value) > 1:
+                    at = ("pools", name, "members", index, "cookie_value")
+                    ctx.error_at(at, f"cookie_value '{member.cookie_value}' is used by more than one member of pool {name}")
 
 
 def _names(node: yaml.Node | None) -> list[str]:

@@ -56,6 +56,7 @@ from appliance.core.yamlnodes import (
 MAX_SOCKETS = 65_536  # SPEC §2: listen ranges past this in all are a typo; each is a file descriptor
 HEADER_BYTES = (1024, 1 << 20)  # a request line and Host must fit; h11 keeps the whole head in memory
 HEADER_COUNT = (1, 10_000)  # at least Host; beyond thousands it is an attack, not a client
+SOURCE_RECORDS = (1, 10_000_000)  # a record is ~200 bytes: ten million is ~2 GB, more is a typo
 TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")  # what ssl.TLSVersion can be asked for
 MAX_ALPN = 255  # RFC 7301 §3.1: a protocol name is 1..255 bytes
 _HOST = re.compile(r"(\*\.)?[a-z0-9_][a-z0-9_-]*(\.[a-z0-9_-]+)*\.?")  # a name, or *.name for its subdomains
@@ -221,7 +222,7 @@ def _certificate(ctx: Walk, node: yaml.Node, path: Path) -> Certificate | None:
 
 
 def _persistence(ctx: Walk, node: yaml.Node, path: Path) -> Persistence | None:
-    keys = ("type", "cookie", "mode", "max_age", "encoding", "timeout")
+    keys = ("type", "cookie", "mode", "max_age", "encoding", "timeout", "max_records")
     m = mapping(ctx, node, path, keys)
     if m is None:
         return None
@@ -233,6 +234,7 @@ def _persistence(ctx: Walk, node: yaml.Node, path: Path) -> Persistence | None:
         max_age=m.get("max_age", as_duration(), d["max_age"]),
         encoding=m.get("encoding", as_enum(CookieEncoding), d["encoding"]),
         timeout=m.get("timeout", as_duration(positive=True), d["timeout"]),
+        max_records=m.get("max_records", as_int(*SOURCE_RECORDS), d["max_records"]),
     )
     if persistence.encoding is CookieEncoding.F5 and persistence.mode is not CookieMode.INSERT:
         ctx.error(m.value_node("encoding"), (*path, "encoding"), "encoding f5 needs mode insert")

@@ -295,11 +295,12 @@ class ServerTls:
 @frozen
 class Persistence:
     type: PersistenceType = PersistenceType.COOKIE
-    cookie: str = "LBSESSION"
+    cookie: str | None = None  # None: LBSESSION, or BIGipServer<pool> with encoding f5
     mode: CookieMode = CookieMode.INSERT
     max_age: float = 0.0
     encoding: CookieEncoding = CookieEncoding.SIGNED
-    timeout: float = 1800.0
+    timeout: float = 1800.0  # source_address: a record is kept this long after its last use
+    max_records: int = 100_000  # source_address: records per virtual server, least recently used out first
 
 
 @frozen

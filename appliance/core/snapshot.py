@@ -18,6 +18,7 @@ from appliance.core.balancing import Balancer
 from appliance.core.health import CheckResult, Health, LastCheck
 from appliance.core.model import AdminState, Config, Endpoint, Member, Pool, VirtualServer
 from appliance.core.priority import PriorityGroups
+from appliance.core.routing import Router
 from appliance.core.stats import MemberStats
 
 
@@ -86,8 +87,10 @@ class PoolView:
     balancer: Balancer
     ready: tuple[MemberView, ...] = field(init=False)  # enabled and healthy, in slot order
     groups: PriorityGroups[MemberView] = field(init=False)
+    by_name: Mapping[str, MemberView] = field(init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {m.name: m for m in self.members})
         ready = tuple(m for m in self.members if m.ready)
         limited = any(m.config.connection_limit for m in ready)
         object.__setattr__(self, "ready", ready)
@@ -98,7 +101,7 @@ class PoolView:
         return self.config.name
 
     def member(self, name: str) -> MemberView | None:
-        return next((m for m in self.members if m.name == name), None)
+        return self.by_name.get(name)
 
     def select(self, key: bytes | None, now: float, avoid: Container[str] = ()) -> MemberView | None:
         """The member for one new connection or request, or None (503)."""
@@ -117,6 +120,7 @@ class Snapshot:
     config: Config
     pools: Mapping[str, PoolView]
     generation: int
+    routers: Mapping[str, Router] = field(default_factory=dict)  # virtual servers with `routes`, compiled per config
 
     def virtual_server(self, name: str) -> VirtualServer | None:
         return self.config.virtual_servers.get(name)

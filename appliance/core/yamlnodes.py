@@ -65,6 +65,11 @@ class Walk:
         mark = node.start_mark
         self.issues.append(ConfigIssue(self.source, mark.line + 1, mark.column + 1, render(path), message))
 
+    def error_at(self, path: Path, message: str) -> None:
+        """An issue found after the walk, at the line where `path` was written (1:1 if it was not)."""
+        line, column = next(((ln + 1, col + 1) for ln, col, at, _, _ in self.present if at == path), (1, 1))
+        self.issues.append(ConfigIssue(self.source, line, column, render(path), message))
+
     def expected(self, node: yaml.Node, path: Path, what: str, hint: str = "") -> None:
         self.error(node, path, f"expected {what}, got {describe(node)}{hint}")
 

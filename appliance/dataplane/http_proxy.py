@@ -18,6 +18,7 @@ authority differs from Host.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from h11._headers import Headers  # private, stable since 0.8: skips re-validati
 
 from appliance.core import headers as hdr
 from appliance.core.model import ServiceDownAction, VirtualServer
+from appliance.core.persistence import CookiePersistence, Persistences, SourcePersistence, Sticky
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.dataplane.access_log import AccessLog
 from appliance.dataplane.passive import PassiveDetector
@@ -68,6 +70,9 @@ def error_response(status: int, detail: str) -> bytes:
         len(body),
         body,
     )
+
+
+_NOT_STICKY = Sticky()  # a request without persistence (never changed: lookups return fresh ones)
 
 
 class _Tries:
@@ -125,6 +130,7 @@ class HttpProxy:
         queues: PoolQueues,
         active: ActiveConnections,
         passive: PassiveDetector | None = None,
+        persistences: Persistences | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.upstreams = upstreams
@@ -133,6 +139,7 @@ class HttpProxy:
         self.queues = queues
         self.active = active
         self.passive = passive or PassiveDetector()
+        self.persistences = persistences or Persistences()
 
     async def serve(
         self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int], *, tls: bool = False
@@ -161,12 +168,18 @@ class _Session:
     ) -> None:
         self.proxy = proxy
         self.proto = b"https" if tls else b"http"
+        self.secure = tls
         self.stream = stream
         self.vs_name = vs.name
         self.vip = vip
         self.client = f"{client[0]}:{client[1]}"
         self.client_ip = client[0].encode()
         self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=vs.limits.max_header_bytes)
+        # Per request: the route taken, and the persistence record read and its outcome.
+        self.route: str | None = None
+        self.persist: CookiePersistence | SourcePersistence | None = None
+        self.sticky = _NOT_STICKY
+        self.persisted: str | None = None
 
     async def run(self) -> None:
         first = True
@@ -182,6 +195,7 @@ class _Session:
             return False  # the virtual server was removed by a reload
         start = trio.current_time()
         request = None
+        self.route = self.persisted = None
         try:
             request = await self._read_head(vs, first)
             if request is None:
@@ -190,13 +204,24 @@ class _Session:
                 request.headers._full_items, client_ip=self.client_ip, proto=self.proto
             )
             target = _origin_form(request.target, host)
-            pool = snap.pools.get(vs.pool) if vs.pool else None
+            pool_name = vs.pool
+            router = snap.routers.get(vs.name)
+            if router is not None:
+                pool_name, self.route = router.route(request.method, target, host, request.headers._full_items)
+            pool = snap.pools.get(pool_name) if pool_name else None
             if pool is None:
                 raise _Refused(503, "no route")
         except _Refused as refused:
             await self._refuse(refused.status, refused.detail)
             self._log(vs, request, refused.status, 0, start, None, refused.detail)
             return False
+        self.persist = persist = self.proxy.persistences.by_vs.get(vs.name)
+        self.sticky, self.persisted = _NOT_STICKY, None
+        if isinstance(persist, CookiePersistence):
+            self.sticky = persist.lookup(pool, request.headers._full_items, int(time.time()))
+            forwarded = persist.forwarded(forwarded, pool.name)
+        elif persist is not None:
+            self.sticky = persist.lookup(pool, self.client_ip, trio.current_time())
         if host is None:  # an HTTP/1.0 client without Host: name the address it reached
             forwarded.append((b"Host", b"host", self.vip.encode()))
         if upgrade is not None and not body.has_body:  # WebSocket and friends: a tunnel after 101
@@ -318,8 +343,8 @@ class _Session:
             await self._refuse(status, str(outcome.error))
             self._log(vs, request, status, 0, start, member, str(outcome.error))
             return False
-        detail = str(outcome.error) if outcome.error else ("client closed" if outcome.client_gone else None)
-        self._log(vs, request, outcome.status, outcome.bytes_out, start, member, detail)
+        note = str(outcome.error) if outcome.error else ("client closed" if outcome.client_gone else None)
+        self._log(vs, request, outcome.status, outcome.bytes_out, start, member, note)
         return (
             outcome.error is None
             and not outcome.client_gone
@@ -347,13 +372,13 @@ class _Session:
         outcome = _Outcome(reused=up.reused)
         try:
             with down, self.proxy.active.held(pool.name, member.name, down) as handle:
-                await self._exchange(vs, up, upstream_request, body, outcome)
+                await self._exchange(vs, member, up, upstream_request, body, outcome)
                 if outcome.stale and replayable:
                     # A reused connection the member had already given up on: one fresh try, same member.
                     await up.aclose()
                     up = await connect(member.address, vs.timeouts.connect, self.proxy.upstreams.member_tls.get(pool.name))
                     outcome = _Outcome()
-                    await self._exchange(vs, up, upstream_request, body, outcome)
+                    await self._exchange(vs, member, up, upstream_request, body, outcome)
                 if outcome.upgraded:
                     outcome.bytes_out += await _tunnel(self.stream, up, self.http, vs.timeouts.tunnel)
             if handle.action is not None:
@@ -396,8 +421,12 @@ class _Session:
         member: MemberView | None = None
         error: UpstreamConnectError | None = None
         queue_deadline = trio.current_time() + pool.config.queue.timeout
+        preferred = self.sticky.member
         while tries.left:
-            member = pool.select(self.client_ip, trio.current_time(), tries.avoid)
+            if preferred is not None and preferred.name not in tries.avoid:
+                member = preferred  # persistence outranks balancing, priority groups and slow ramp
+            else:
+                member = pool.select(self.client_ip, trio.current_time(), tries.avoid)
             if member is None:
                 at_limit = any(m.name not in tries.avoid and not m.available for m in pool.groups.candidates())
                 if error is None and at_limit and await self.proxy.queues.wait(
@@ -408,6 +437,9 @@ class _Session:
             tries.left -= 1
             try:
                 conn = await upstreams.acquire(member.address, vs.timeouts.connect, trio.current_time(), tls)
+                if type(self.persist) is SourcePersistence:
+                    self.persist.record(pool, self.client_ip, member, trio.current_time())
+                    self.persisted = self.sticky.outcome(member, True)
                 return member, conn, (0, "")
             except UpstreamConnectError as exc:
                 LOGGER.debug("member %s/%s: %s", pool.name, member.name, exc)
@@ -425,6 +457,7 @@ class _Session:
     async def _exchange(
         self,
         vs: VirtualServer,
+        member: MemberView,
         up: UpstreamConnection,
         upstream_request: h11.Request,
         body: hdr.Framing,
@@ -439,7 +472,7 @@ class _Session:
         if not body.has_body:
             head += up.http.send(_END)  # writes nothing, but completes h11's side
             self.http.next_event()  # the request's EndOfMessage, already parsed
-            await self._relay_response(vs, up, outcome, head, body.both)
+            await self._relay_response(vs, member, up, outcome, head, body.both)
             return
         try:
             with trio.fail_after(vs.timeouts.server):
@@ -450,7 +483,7 @@ class _Session:
         upload = _Upload()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(upload.run, self.http, self.stream, up, vs, nursery.cancel_scope)
-            await self._relay_response(vs, up, outcome, None, body.both)
+            await self._relay_response(vs, member, up, outcome, None, body.both)
             nursery.cancel_scope.cancel()  # the member answered before reading all of the body
         if not upload.done:
             outcome.body_unfinished = True
@@ -462,7 +495,13 @@ class _Session:
                 outcome.error = UpstreamProtocolError("member answered before the request body ended")
 
     async def _relay_response(
-        self, vs: VirtualServer, up: UpstreamConnection, outcome: _Outcome, request_head: bytes | None, close: bool
+        self,
+        vs: VirtualServer,
+        picked: MemberView,
+        up: UpstreamConnection,
+        outcome: _Outcome,
+        request_head: bytes | None,
+        close: bool,
     ) -> None:
         """Sends `request_head` if given, then streams the member's response to the client.
 
@@ -504,6 +543,8 @@ class _Session:
                     raise UpstreamProtocolError("member closed the connection before responding")
                 outcome.response_time = trio.current_time() - sent_at
                 sent, _ = hdr.forward_response(event.headers._full_items)
+                if type(self.persist) is CookiePersistence:
+                    self.persisted = self.persist.respond(self.sticky, picked, sent, secure=self.secure, now=int(time.time()))
                 if close or self.proxy.tracker.draining:
                     sent.append(_CLOSE)
                 response = h11.Response(
@@ -597,6 +638,8 @@ class _Session:
             ms=round((trio.current_time() - start) * 1000, 2),
             pool=member.pool if member else vs.pool,
             member=member.name if member else "-",
+            route=self.route,
+            persist=self.persisted,
             error=detail,
         )
 

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from appliance.core.model import ServiceDownAction, VirtualServer
+from appliance.core.persistence import Persistences, SourcePersistence, Sticky
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.dataplane.access_log import AccessLog
 from appliance.dataplane.passive import PassiveDetector
@@ -105,6 +106,7 @@ class TcpRelay:
         queues: PoolQueues | None = None,
         active: ActiveConnections | None = None,
         passive: PassiveDetector | None = None,
+        persistences: Persistences | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.access_log = access_log
@@ -113,6 +115,7 @@ class TcpRelay:
         self.queues = queues or PoolQueues()
         self.active = active or ActiveConnections()
         self.passive = passive or PassiveDetector()
+        self.persistences = persistences or Persistences()
         self.pipes = PipePool()
 
     async def serve(self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int]) -> None:
@@ -254,6 +257,9 @@ class _Tunnel:
         self.failed_side: str | None = None  # "client" | "member": the other side is reset
         self.reset_both = False  # action on service down: reset
         self.reselected = 0  # times the client was bound to another member (reselect)
+        self.persist: SourcePersistence | None = None  # the virtual server's, when it has one
+        self.sticky: Sticky | None = None  # the record read at accept
+        self.persisted: str | None = None
         self.tunnel = 0.0
         self.slack = 0.0
         self.idle = trio.CancelScope()
@@ -272,6 +278,10 @@ class _Tunnel:
         if pool is None:
             self.note(None, "no pool")
             return
+        persist = self.relay.persistences.by_vs.get(vs.name)
+        if isinstance(persist, SourcePersistence):
+            self.persist = persist
+            self.sticky = persist.lookup(pool, self.client_ip, trio.current_time())
         avoid: set[str] = set()
         while True:
             member = await self._connect(pool, vs, avoid)
@@ -280,6 +290,8 @@ class _Tunnel:
             try:
                 action = await self._relay(vs)
             finally:
+                if self.persist is not None:  # kept for `timeout` after the last use
+                    self.persist.record(pool, self.client_ip, member, trio.current_time())
                 member.stats.closed()
                 pool.balancer.on_close(member)
                 self.relay.queues.slot_freed(pool.name)
@@ -305,8 +317,12 @@ class _Tunnel:
         last: UpstreamConnectError | None = None
         attempt = -1
         queue_deadline = trio.current_time() + pool.config.queue.timeout
+        sticky = self.sticky
         while attempt < pool.config.retries:
-            member = pool.select(self.client_ip, trio.current_time(), avoid)
+            if sticky is not None and sticky.member is not None and sticky.member.name not in avoid:
+                member: MemberView | None = sticky.member  # persistence outranks balancing
+            else:
+                member = pool.select(self.client_ip, trio.current_time(), avoid)
             if member is None:
                 at_limit = any(m.name not in avoid and not m.available for m in pool.groups.candidates())
                 if last is None and at_limit and await self.relay.queues.wait(
@@ -341,6 +357,9 @@ class _Tunnel:
             self.connect_time = trio.current_time() - began
             balancer.observe(member, self.connect_time)
             self.relay.passive.succeeded(member)
+            if self.persist is not None and sticky is not None:
+                self.persist.record(pool, self.client_ip, member, trio.current_time())
+                self.persisted = sticky.outcome(member, True)
             return member
         self.note(None, str(last) if last is not None else "no member available")
         return None
@@ -552,6 +571,7 @@ class _Tunnel:
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
             reselected=self.reselected or None,
+            persist=self.persisted,
             ms=round((trio.current_time() - self.start) * 1000, 2),
             connect_ms=round(self.connect_time * 1000, 2) if self.connect_time is not None else None,
             retries=self.retries or None,
