@@ -9,6 +9,7 @@ import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import h11
 import trio
@@ -38,6 +39,7 @@ class Origin:
     /partial-head  a plausible status line and a header without their line end, then waits
     /trailing   a complete response followed by a forged second one
     /close      answers with Connection: close
+    /set-cookie/NAME=VALUE  /echo, with `Set-Cookie: NAME=VALUE; Path=/` (what an application does at login)
     """
 
     name: str
@@ -130,6 +132,8 @@ class Origin:
             )
             return True
         headers = [("x-origin", self.name)]
+        if path.startswith("/set-cookie/"):
+            headers.append(("set-cookie", unquote(path.removeprefix("/set-cookie/")) + "; Path=/"))
         if path.startswith("/big/") or path.startswith("/chunked/"):
             n = int(path.rsplit("/", 1)[1])
             if path.startswith("/big/"):

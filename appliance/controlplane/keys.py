@@ -32,7 +32,7 @@ def persistence_key(config: Config) -> bytes | None:
     if not needs_key(config.virtual_servers):
         return None
     if config.ha is not None:
-        secret = _read(config.ha.secret_file, "ha.secret_file")
+        secret = _read(config.ha.secret_file, "ha.secret_file", hint="; make one with: head -c 32 /dev/urandom | base64 > FILE")
         if len(secret.strip()) < 16:
             raise StartError(f"ha.secret_file {config.ha.secret_file}: too short to sign cookies (16 bytes at least)")
         return hmac.digest(secret.strip(), _HA_LABEL, hashlib.sha256)
@@ -49,12 +49,12 @@ def persistence_key(config: Config) -> bytes | None:
     return key
 
 
-def _read(path: str, what: str) -> bytes:
+def _read(path: str, what: str, hint: str = "") -> bytes:
     try:
         with open(path, "rb") as stream:
             return stream.read(4096)
     except OSError as exc:
-        raise StartError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
+        raise StartError(f"{what} {path}: cannot read: {exc.strerror or exc}{hint.replace('FILE', path)}") from None
 
 
 def _create(path: str) -> None:

@@ -214,16 +214,17 @@ def _check_passive_cookies(ctx: Walk, config: Config) -> None:
             pool = config.pools.get(name)
             if pool is None:
                 continue
-            values = [m.cookie_value for m in pool.members if m.cookie_value is not None]
-            if not values:
+            if all(m.cookie_value is None for m in pool.members):
                 ctx.error_at(mode_path, f"mode passive needs cookie_value on the members of pool {name}; none has one")
             if name in checked:
                 continue
             checked.add(name)
+            first: dict[str, int] = {}
             for index, member in enumerate(pool.members):
-                if member.cookie_value is not None and values.count(member.cookie_value) > 1:
+                value = member.cookie_value
+                if value is not None and first.setdefault(value, index) != index:
                     at = ("pools", name, "members", index, "cookie_value")
-                    ctx.error_at(at, f"cookie_value '{member.cookie_value}' is used by more than one member of pool {name}")
+                    ctx.error_at(at, f"cookie_value '{value}' is members[{first[value]}]'s too; passive needs one per member")
 
 
 def _names(node: yaml.Node | None) -> list[str]:

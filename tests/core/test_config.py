@@ -594,6 +594,23 @@ BAD = [
         id="f5-encoding-needs-insert",
     ),
     pytest.param(
+        POOL + "virtual_servers:\n  web: {listen: [127.0.0.1:8080], pool: web, persistence: {mode: passive}}\n",
+        "t.yaml:7:66: virtual_servers.web.persistence.mode: mode passive needs cookie_value on the members of pool web; none has one",
+        id="passive-needs-cookie-values",
+    ),
+    pytest.param(
+        "pools:\n  web:\n    members:\n      - {address: 127.0.0.1:9001, cookie_value: a}\n"
+        + "      - {address: 127.0.0.1:9002, cookie_value: a}\n"
+        + "virtual_servers:\n  web: {listen: [127.0.0.1:8080], pool: web, persistence: {mode: passive}}\n",
+        "t.yaml:5:49: pools.web.members[1].cookie_value: cookie_value 'a' is members[0]'s too; passive needs one per member",
+        id="passive-cookie-values-unique",
+    ),
+    pytest.param(
+        POOL + "virtual_servers:\n  web: {listen: [127.0.0.1:8080], pool: web, persistence: {max_records: 0}}\n",
+        "t.yaml:7:73: virtual_servers.web.persistence.max_records: must be 1..10000000, got 0",
+        id="source-records-bound",
+    ),
+    pytest.param(
         "pools:\n  web:\n    members:\n      - {address: 127.0.0.1:9001, name: a}\n      - {address: 127.0.0.1:9002, name: a}\n" + SERVER,
         "t.yaml:5:9: pools.web.members[1]: duplicate member name 'a' (members[0], line 4)",
         id="member-names-unique",
