@@ -378,10 +378,14 @@ def appliance_config(
     access_log: bool,
     mode: str = "http",
     tls: tuple[Path, Path] | None = None,
+    l7: Path | None = None,
 ) -> str:
     """The appliance's YAML (SPEC §2): one virtual server, round robin over ``origin_ports``.
 
-    ``mode`` is ``http`` or ``tcp``; ``tls`` is ``(cert, key)`` to terminate TLS with.
+    ``mode`` is ``http`` or ``tcp``; ``tls`` is ``(cert, key)`` to terminate TLS with. ``l7`` (a state
+    directory) adds what an L7 setup costs per request: four routes that do not match the load (path
+    prefix, host wildcard, header, path regex) before the default pool, and cookie insert persistence;
+    the load sends no cookie, so every response issues a token (the worst case).
     """
     if mode not in ("http", "tcp"):
         raise ValueError(f"mode {mode!r}: http or tcp")
@@ -401,6 +405,16 @@ def appliance_config(
         f"    mode: {mode}\n"
         "    pool: bench\n"
     )
+    if l7 is not None:
+        text = text.replace("appliance: {name: bench,", f"appliance: {{name: bench, state_file: {_yaml_str(str(l7 / 'state.json'))},")
+        text += (
+            "    routes:\n"
+            "      - {path_prefix: /api/, pool: bench}\n"
+            '      - {host: "*.static.test", pool: bench}\n'
+            "      - {header: {name: X-Canary, equals: '1'}, pool: bench}\n"
+            '      - {path_regex: "\\\\.(css|js)$", pool: bench}\n'
+            "    persistence: {type: cookie}\n"
+        )
     if tls is not None:
         cert, key = tls
         text += (
@@ -994,7 +1008,7 @@ def run_http_suite(
                 run_proxy_scenario(
                     "appliance",
                     [*cmd, "run", "-c", "{CONF}"],
-                    appliance_config(port, ports, args.access_log),
+                    appliance_config(port, ports, args.access_log, l7=tmp if args.l7 else None),
                     "appliance.yaml",
                     port,
                     procs,
@@ -1087,6 +1101,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of: " + ", ".join(SCENARIOS))
     ap.add_argument("--calibrate", action="store_true", help="also measure the load tool's own ceiling (http suite)")
     ap.add_argument("--access-log", action="store_true", help="appliance logs access to stderr (sent to /dev/null)")
+    ap.add_argument("--l7", action="store_true", help="http suite: the appliance also evaluates 4 routes and inserts a cookie")
     ap.add_argument("--appliance", default=None, help="appliance command (default: .venv/bin/appliance)")
     ap.add_argument("--body-size", type=int, default=3, help="origin response body bytes (3 = 'ok\\n')")
     ap.add_argument(

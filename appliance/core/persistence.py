@@ -142,9 +142,9 @@ class CookiePersistence:
                 headers.append(self._set(name, self._value(sticky, member, now), secure))
                 return sticky.outcome(member, True)
             return sticky.outcome(member, False)
+        headers[:] = cookies.drop_set(headers, name)  # the member's own is never let through (HAProxy's insert)
         if not fresh:
             return "hit"
-        headers[:] = cookies.drop_set(headers, name)  # ours replaces the member's (HAProxy's insert does the same)
         headers.append(self._set(name, self._value(sticky, member, now), secure))
         return sticky.outcome(member, True)
 

@@ -200,6 +200,8 @@ class _Session:
             request = await self._read_head(vs, first)
             if request is None:
                 return False
+            snap = self.proxy.snapshot()  # a reload or a state change while the connection idled applies now
+            vs = snap.virtual_server(self.vs_name) or vs
             forwarded, host, body, upgrade = hdr.forward_request(
                 request.headers._full_items, client_ip=self.client_ip, proto=self.proto
             )
