@@ -138,7 +138,7 @@ class CookiePersistence:
         if self.mode is CookieMode.REWRITE:
             if cookies.rewrite(headers, name, self._value(sticky, member, now)):
                 return sticky.outcome(member, True)
-            if sticky.presented and sticky.member is not member:
+            if sticky.presented and fresh:  # not honoured, or due for re-issue (sliding max_age)
                 headers.append(self._set(name, self._value(sticky, member, now), secure))
                 return sticky.outcome(member, True)
             return sticky.outcome(member, False)
@@ -164,6 +164,7 @@ class SourceTable:
     def __init__(self, timeout: float, size: int) -> None:
         self.timeout = timeout
         self.size = size
+        # (pool, key) -> (member, last use), least recently used first; expiry follows the current timeout
         self._records: collections.OrderedDict[tuple[str, bytes], tuple[str, float]] = collections.OrderedDict()
 
     def __len__(self) -> int:
@@ -173,18 +174,18 @@ class SourceTable:
         record = self._records.get((pool, key))
         if record is None:
             return None
-        if record[1] <= now:
+        if record[1] + self.timeout <= now:
             del self._records[(pool, key)]
             return None
         return record[0]
 
     def put(self, pool: str, key: bytes, member: str, now: float) -> None:
         records = self._records
-        records[(pool, key)] = (member, now + self.timeout)
+        records[(pool, key)] = (member, now)
         records.move_to_end((pool, key))
-        while records:  # expired records at the old end go first, then the least recently used
+        while records:  # the least recently used are at the front: expired ones first, then over the bound
             oldest = next(iter(records.values()))
-            if oldest[1] > now and len(records) <= self.size:
+            if oldest[1] + self.timeout > now and len(records) <= self.size:
                 break
             records.popitem(last=False)
 

@@ -129,9 +129,8 @@ def f5_encode(address: Endpoint) -> bytes:
 
 
 _F5_V4 = re.compile(rb"(\d{1,10})\.(\d{1,5})\.0000")
-_F5_V6 = re.compile(rb"vi([0-9a-fA-F]{32})\.(\d{1,5})")
-_F5_RD_V4 = re.compile(rb"rd\d{1,5}o00000000000000000000ffff([0-9a-fA-F]{8})o(\d{1,5})")
-_F5_RD_V6 = re.compile(rb"rd\d{1,5}o([0-9a-fA-F]{32})o(\d{1,5})")
+_F5_V6 = re.compile(rb"vi([0-9a-f]{32})\.(\d{1,5})", re.IGNORECASE)
+_F5_RD_V6 = re.compile(rb"rd\d{1,5}o([0-9a-f]{32})o(\d{1,5})", re.IGNORECASE)  # IPv4 in a route domain: ::ffff:a.b.c.d
 
 
 def f5_decode(value: bytes) -> tuple[str, int] | None:
@@ -148,10 +147,10 @@ def f5_decode(value: bytes) -> tuple[str, int] | None:
     elif m := _F5_V6.fullmatch(value):
         port = int(m[2])
         ip, port = ipaddress.IPv6Address(bytes.fromhex(m[1].decode())), _swap(port) if port <= 0xFFFF else -1
-    elif m := _F5_RD_V4.fullmatch(value):
-        ip, port = ipaddress.IPv4Address(bytes.fromhex(m[1].decode())), int(m[2])
     elif m := _F5_RD_V6.fullmatch(value):
         ip, port = ipaddress.IPv6Address(bytes.fromhex(m[1].decode())), int(m[2])
     else:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # how BIG-IP writes an IPv4 member in the IPv6 forms
     return (str(ip), port) if 0 < port <= 0xFFFF else None
