@@ -168,6 +168,25 @@ async def _next(conn: h11.Connection, stream: trio.SocketStream) -> h11.Event | 
         return event
 
 
+async def read_response(conn: h11.Connection, stream: trio.abc.Stream) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A client's view of one response: status, headers and body (bounded by 5 s)."""
+    status, headers, body = 0, [], b""
+    with trio.fail_after(5):
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                headers = [(k.decode(), v.decode()) for k, v in event.headers.raw_items()]
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return status, headers, body
+            else:
+                raise AssertionError(f"connection ended before the response did: {event}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

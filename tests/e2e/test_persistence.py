@@ -19,7 +19,7 @@ import trustme
 
 from appliance.controlplane.supervisor import Appliance
 from appliance.core.tokens import TokenSigner, f5_decode
-from helpers import Origin, free_port, running_appliance
+from helpers import Origin, free_port, read_response, running_appliance
 
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")  # one signed entry: 24 bytes, base64url without padding
 
@@ -85,19 +85,7 @@ async def fetch(port: int, target: str = "/echo", *, host: str = "127.0.0.1", co
         sent.append(("Cookie", cookie))
     async with stream:
         await stream.send_all(conn.send(h11.Request(method="GET", target=target, headers=sent)) + conn.send(h11.EndOfMessage()))
-        status, got, body = 0, [], b""
-        with trio.fail_after(5):
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await stream.receive_some(65536))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                    got = [(k.decode(), v.decode()) for k, v in event.headers.raw_items()]
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                else:
-                    break
+        status, got, body = await read_response(conn, stream)
     return Reply(status, got, body)
 
 
@@ -150,6 +138,26 @@ async def test_insert_sets_one_cookie_then_the_client_stays_on_its_member(nurser
             response = await fresh.get("/echo")
             assert response.json()["origin"] != member  # round robin moved on: persistence kept the first client
             assert len(response.headers.get_list("set-cookie")) == 1
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["round_robin", "ratio", "least_connections", "ratio_least_connections", "fastest", "observed", "predictive", "ip_hash"],
+)
+async def test_the_cookie_outranks_every_method(nursery: trio.Nursery, tmp_path: Path, method: str) -> None:
+    """Sent from eight source addresses between cookie-less requests that the method spreads, it keeps its member."""
+    origins = await origins_named(nursery, "o0", "o1", "o2")
+    port = free_port()
+    text = config(tmp_path, port, origins, "{type: cookie}").replace("method: round_robin", f"method: {method}")
+    async with running_appliance(text):
+        first = await fetch(port, source="127.0.0.2")
+        cookie = "LBSESSION=" + lb_value(first)
+        sticky, spread = set(), set()
+        for n in range(3, 11):
+            spread.add((await fetch(port, source=f"127.0.0.{n}")).origin)
+            sticky.add((await fetch(port, source=f"127.0.0.{n}", cookie=cookie)).origin)
+    assert sticky == {first.origin}
+    assert len(spread) > 1  # without the cookie these clients went elsewhere too
 
 
 async def test_the_member_never_sees_the_persistence_cookie_but_gets_the_others(nursery: trio.Nursery, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import h11
 import pytest
 import trio
 
-from helpers import Origin, free_port, running_appliance
+from helpers import Origin, free_port, read_response, running_appliance
 
 
 def head(tmp_path: Path, log: str = "{access: off}") -> str:
@@ -30,20 +30,7 @@ async def start(nursery: trio.Nursery, *names: str) -> dict[str, Origin]:
 async def exchange(stream: trio.SocketStream, conn: h11.Connection, method: str, target: str, headers: list[tuple[str, str]]) -> tuple[int, dict[str, object] | bytes]:
     """One request on an open client connection; the status and the echo (or the raw body)."""
     await stream.send_all(conn.send(h11.Request(method=method, target=target, headers=headers)) + conn.send(h11.EndOfMessage()))
-    status, body = 0, b""
-    with trio.fail_after(5):
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            else:
-                raise AssertionError(f"connection ended: {event}")
+    status, _, body = await read_response(conn, stream)
     if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
         conn.start_next_cycle()
     try:

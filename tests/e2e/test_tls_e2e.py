@@ -12,7 +12,7 @@ import h11
 import trio
 import trustme
 
-from helpers import Origin, free_port, running_appliance
+from helpers import Origin, free_port, read_response, running_appliance
 
 
 def write_pair(tmp_path: Path, ca: trustme.CA, name: str, *hosts: str) -> tuple[Path, Path]:
@@ -34,17 +34,7 @@ async def https_get(port: int, ca: trustme.CA, server_name: str, target: str = "
     async with stream:
         await stream.do_handshake()
         await stream.send_all(conn.send(h11.Request(method="GET", target=target, headers=[("Host", server_name)])) + conn.send(h11.EndOfMessage()))
-        status, body = 0, b""
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                body += event.data
-            else:
-                break
+        status, _, body = await read_response(conn, stream)
         return status, body, stream._ssl_object  # type: ignore[attr-defined]
 
 
