@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from appliance.core.balancing import Balancer, make_balancer
 from appliance.core.health import CheckResult, Flip, Health, HealthMachine, LastCheck, combine
 from appliance.core.model import AdminState, Config, Endpoint, Member, Monitor, Pool
+from appliance.core.overrides import Overrides
 from appliance.core.routing import Router
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
 from appliance.core.stats import MemberStats
@@ -47,12 +48,14 @@ class MonitorTarget:
 
 class _MemberState:
     __slots__ = (
-        "config", "admin_state", "machines", "checks", "since", "stats", "ramp_start", "passive_until", "_served", "_ramps",
+        "config", "admin_state", "admin_source", "machines", "checks", "since", "stats", "ramp_start", "passive_until",
+        "_served", "_ramps",
     )  # fmt: skip
 
     def __init__(self, config: Member, monitors: list[Monitor], now: float, *, at_start: bool) -> None:
         self.config = config
         self.admin_state = config.state
+        self.admin_source = "config"
         self.machines = {m.name: HealthMachine(rise=m.rise, fall=m.fall, now=now) for m in monitors}
         self.checks = LastCheck()
         self.since = now
@@ -88,6 +91,9 @@ class Runtime:
 
     def __init__(self, config: Config, clock: Callable[[], float]) -> None:
         self._clock = clock
+        self.file_config = config  # as loaded; `config` is it with the runtime changes applied
+        self.overrides = Overrides()
+        self._draining: dict[str, list[_MemberState]] = {}  # removed members still finishing connections
         self._wall_offset = time.time() - clock()
         self.events: collections.deque[Event] = collections.deque(maxlen=EVENTS_KEPT)
         self._members: dict[tuple[str, str], _MemberState] = {}
@@ -102,11 +108,90 @@ class Runtime:
     # ------------------------------------------------------------ changes
 
     def reload(self, config: Config) -> None:
-        """Applies a new, already validated config; members that stay keep their state."""
-        self.config = config
-        self._adopt(config, source="config")
+        """Applies a new, already validated config; members that stay keep their state.
+
+        Runtime changes stay, except where the new file decides the same thing anew.
+        """
+        for message in self.overrides.superseded_by(self.file_config, config):
+            self._record("admin", "config", message)
+        self.file_config = config
+        self.config = self.overrides.effective(config)
+        self._adopt(self.config, source="config")
         self._record("reload", "config", f"configuration reloaded from {config.source}")
         self._publish()
+
+    def restore(self, overrides: Overrides, source: str = "state-file") -> list[str]:
+        """Re-applies runtime changes kept from an earlier run (at start, before any traffic).
+
+        Returns what was dropped because it names pools or members the config no longer has.
+        """
+        stale = overrides.superseded_by(self.file_config, self.file_config)
+        for key, (state, _) in overrides.admin.items():
+            overrides.admin[key] = (state, source)
+        self.overrides = overrides
+        self.config = overrides.effective(self.file_config)
+        self._adopt(self.config, source=source, at_start=True)
+        for pool, members in overrides.added.items():
+            for name in members:
+                self._members[(pool, name)].admin_source = source
+        self._publish()
+        return stale
+
+    def set_admin_state(self, pool: str, member: str, state: AdminState, source: str) -> MemberView:
+        """An operator's admin state for one member (enabled, disabled, forced_offline).
+
+        Raises:
+            KeyError: no such pool or member.
+        """
+        if (pool, member) not in self._members:
+            raise KeyError(member if pool in self.config.pools else pool)
+        self.overrides.admin[(pool, member)] = (state, source)
+        self._apply_admin(pool, member, self._members[(pool, member)], source)
+        self._publish()
+        return self.member_view(pool, member)
+
+    def add_member(self, pool: str, member: Member, source: str) -> MemberView:
+        """Adds a member at runtime; it takes traffic at its first verdict, slow ramp included.
+
+        Raises:
+            KeyError: no such pool.
+            ValueError: the pool already has a member of that name or address.
+        """
+        current = self.config.pools[pool]
+        for other in current.members:
+            if other.name == member.name or other.address == member.address:
+                raise ValueError(f"pool {pool} already has member {other.name} ({other.address})")
+        self.overrides.added.setdefault(pool, {})[member.name] = member
+        self.config = self.overrides.effective(self.file_config)
+        self._adopt(self.config, source=source)
+        self._members[(pool, member.name)].admin_source = source
+        self._record("member", source, f"member {pool}/{member.name} ({member.address}) added")
+        self._publish()
+        return self.member_view(pool, member.name)
+
+    def remove_member(self, pool: str, member: str, source: str) -> MemberView:
+        """Removes a member: no new traffic at once, its open connections finish (it is listed as draining).
+
+        Raises:
+            KeyError: no such pool or member.
+        """
+        if (pool, member) not in self._members:
+            raise KeyError(member if pool in self.config.pools else pool)
+        view = self.member_view(pool, member)
+        added = self.overrides.added.get(pool, {})
+        if member in added:
+            del added[member]
+        else:
+            self.overrides.removed.setdefault(pool, set()).add(member)
+        self.overrides.admin.pop((pool, member), None)
+        state = self._members[(pool, member)]
+        if state.stats.active:
+            self._draining.setdefault(pool, []).append(state)
+        self.config = self.overrides.effective(self.file_config)
+        self._adopt(self.config, source=source)
+        self._record("member", source, f"member {pool}/{member} removed ({state.stats.active} connection(s) left to finish)")
+        self._publish()
+        return view
 
     def record_check(self, target: MonitorTarget, result: CheckResult) -> Flip | None:
         """Feeds one probe result; publishes a snapshot when the member's health flips."""
@@ -184,6 +269,23 @@ class Runtime:
             for name in pool.monitors
         ]
 
+    def member_view(self, pool: str, member: str) -> MemberView:
+        view = self.snapshot.pools[pool].by_name.get(member)
+        if view is None:  # not yet published: build it from the live state
+            config = self.config.pools[pool]
+            slot = next(i for i, m in enumerate(config.members) if m.name == member)
+            view = self._view(config, slot, config.members[slot])
+        return view
+
+    def draining(self, pool: str) -> list[MemberView]:
+        """Members removed at runtime that still have connections open (gone once idle)."""
+        states = [state for state in self._draining.get(pool, []) if state.stats.active > 0]
+        self._draining[pool] = states
+        config = self.config.pools.get(pool)
+        if config is None:
+            return []
+        return [self._state_view(config, -1, state) for state in states]
+
     def wall_time(self, now: float) -> float:
         """Converts the monotonic clock to wall-clock seconds for operators."""
         return now + self._wall_offset
@@ -200,15 +302,12 @@ class Runtime:
                 old = self._members.get(key)
                 if old is None or old.config.address != member.address or _monitors_changed(old, monitors):
                     fresh = _MemberState(member, monitors, now, at_start=at_start)
+                    fresh.admin_state, fresh.admin_source = self._desired_admin(pool.name, member)
                     fresh.note_readiness(now)
                     kept[key] = fresh
                     continue
-                if old.config.state is not member.state:  # the config changed the admin state
-                    old.admin_state = member.state
-                    old.since = now
-                    old.note_readiness(now)
-                    self._record("admin", source, f"member {pool.name}/{member.name} admin state -> {member.state.value}")
                 old.config = member
+                self._apply_admin(pool.name, member.name, old, source)
                 for monitor in monitors:  # a changed rise/fall applies from the next probe on
                     machine = old.machines[monitor.name]
                     machine.rise, machine.fall = monitor.rise, monitor.fall
@@ -218,6 +317,22 @@ class Runtime:
             pool.name: self._balancer_for(pool) for pool in config.pools.values()
         }
         self._routers = {vs.name: Router(vs) for vs in config.virtual_servers.values() if vs.routes}
+
+    def _desired_admin(self, pool: str, member: Member) -> tuple[AdminState, str]:
+        """The admin state a member should have, and who decided it: a runtime change, else the file."""
+        return self.overrides.admin.get((pool, member.name), (member.state, "config"))
+
+    def _apply_admin(self, pool: str, member: str, state: _MemberState, source: str) -> None:
+        desired, decided_by = self._desired_admin(pool, state.config)
+        state.admin_source = decided_by
+        if state.admin_state is desired:
+            return
+        before, state.admin_state = state.admin_state, desired
+        now = self._clock()
+        state.since = now
+        state.note_readiness(now)
+        who = source if decided_by == "config" else decided_by
+        self._record("admin", who, f"member {pool}/{member} admin state {before.value} -> {desired.value}")
 
     def _balancer_for(self, pool: Pool) -> tuple[tuple[Member, ...], Balancer]:
         old = self._balancers.get(pool.name)
@@ -236,12 +351,15 @@ class Runtime:
         return Snapshot(config=self.config, pools=pools, generation=self._generation, routers=self._routers)
 
     def _view(self, pool: Pool, slot: int, member: Member) -> MemberView:
-        state = self._members[(pool.name, member.name)]
+        return self._state_view(pool, slot, self._members[(pool.name, member.name)])
+
+    def _state_view(self, pool: Pool, slot: int, state: _MemberState) -> MemberView:
         return MemberView(
             pool=pool.name,
-            config=member,
+            config=state.config,
             slot=slot,
             admin_state=state.admin_state,
+            admin_source=state.admin_source,
             health=state.health,
             since=state.since,
             checks=state.checks,

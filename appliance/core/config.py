@@ -40,6 +40,7 @@ says which accepted keys this release does not act on yet;
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import yaml
@@ -106,7 +107,6 @@ from appliance.errors import ConfigError, ConfigIssue
 # `*` stands for one name, `[*]` for one list index. Delete a row when it lands.
 NOT_YET_SUPPORTED: tuple[tuple[str, tuple[object, ...] | None], ...] = (
     ("appliance.workers", (1,)),
-    ("admin", None),  # the admin API comes later
     ("address_sets", None),
     ("snat_pools", None),
 
@@ -318,6 +318,7 @@ def _admin(ctx: Walk, node: yaml.Node, path: Path) -> AdminSpec | None:
         listen=listen or d["listen"],
         token_file=m.get("token_file", as_text, d["token_file"]),
         allow_remote=allow_remote,
+        enabled=True,
     )
 
 
@@ -590,6 +591,23 @@ def _member(ctx: Walk, node: yaml.Node, path: Path) -> Member | None:
         state=state,
         cookie_value=cookie_value,
     )
+
+
+def parse_member(data: object, source: str = "member") -> Member:
+    """One member given as JSON data (the admin API's body, the state file's entry), checked as in a file.
+
+    JSON is YAML, so the same checks and messages apply; positions are dropped
+    (the issues' `path` says which field).
+
+    Raises:
+        ConfigError: every problem found.
+    """
+    root = yaml.compose(json.dumps(data), Loader=yaml.SafeLoader)
+    ctx = Walk(source)
+    member = _member(ctx, root, ()) if root is not None else None
+    if ctx.issues or member is None:
+        raise ConfigError(ctx.issues or [ConfigIssue(source, 1, 1, "", "expected a member")])
+    return member
 
 
 # ---------------------------------------------------------------- HA

@@ -120,6 +120,7 @@ class AdminSpec:
     listen: str = "127.0.0.1:9900"  # "HOST:PORT" or "unix:PATH"
     token_file: str = "var/admin.token"
     allow_remote: bool = False  # a non-loopback listen address needs this opt-in
+    enabled: bool = False  # the file has an `admin` section: the API runs (none without one)
 
 
 # ---------------------------------------------------------------- monitors

@@ -28,6 +28,7 @@ class MemberView:
     config: Member
     slot: int  # position in the pool, the round-robin order
     admin_state: AdminState
+    admin_source: str = "config"  # who set the admin state: config | api | state-file
     health: Health
     since: float  # time of the last health or admin change
     checks: LastCheck

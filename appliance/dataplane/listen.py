@@ -74,6 +74,10 @@ class Listeners:
     def endpoints(self) -> list[Endpoint]:
         return list(self._open)
 
+    def open_for(self, vs: str) -> int:
+        """How many sockets of virtual server `vs` are listening."""
+        return sum(1 for endpoint in self._open if self._serves.get(endpoint) == vs)
+
     async def apply(self, wanted: Mapping[Endpoint, str], nursery: trio.Nursery) -> None:
         """Opens the endpoints not open yet and closes those no longer wanted.
 

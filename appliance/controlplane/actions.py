@@ -1,0 +1,152 @@
+"""The admin API's operations over one running appliance (the ``Operations`` protocol).
+
+A change is applied to the runtime (a new snapshot), then saved to the state
+file before the API answers, so a 200 means "running and kept". Saves are
+serialised and run in a worker thread (fsync must not stall the data plane).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import trio
+
+from appliance.controlplane import state_file
+from appliance.controlplane.operations import Conflict, Invalid, Json, NotFound, NotSupported
+from appliance.controlplane.runtime import Runtime
+from appliance.controlplane.views import member_json, pool_json, status_json
+from appliance.core.config import parse_member
+from appliance.core.model import AdminState, Pool
+from appliance.errors import ConfigError
+
+LOGGER = logging.getLogger("appliance.admin")
+
+SOURCE = "api"
+_STATES = ", ".join(state.value for state in AdminState)
+
+
+class ApplianceOperations:
+    """Implements ``operations.Operations`` for the supervisor's runtime."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        reload: Callable[[], Awaitable[list[str]]],
+        changed: Callable[[], None],
+        listening: Callable[[str], bool],
+        metrics: Callable[[str], tuple[bytes, str]],
+    ) -> None:
+        self.runtime = runtime
+        self._reload = reload
+        self._changed = changed  # members added or removed: monitors follow
+        self._listening = listening
+        self._metrics = metrics
+        self._started = trio.current_time()
+        self._saving = trio.Lock()
+
+    # ------------------------------------------------------------ reads
+
+    def status(self) -> Json:
+        runtime = self.runtime
+        return status_json(
+            runtime.snapshot,
+            now=trio.current_time(),
+            wall=runtime.wall_time,
+            started=self._started,
+            listening=self._listening,
+            draining=runtime.draining,
+        )
+
+    def pool(self, pool: str) -> Json:
+        view = self.runtime.snapshot.pools.get(pool)
+        if view is None:
+            raise NotFound(f"no pool '{pool}'")
+        return pool_json(view, trio.current_time(), self.runtime.wall_time, self.runtime.draining(pool))
+
+    def events(self) -> list[Json]:
+        return [
+            {"at": round(event.at, 3), "kind": event.kind, "source": event.source, "message": event.message}
+            for event in self.runtime.events
+        ]
+
+    def metrics(self, accept: str) -> tuple[bytes, str]:
+        return self._metrics(accept)
+
+    # ------------------------------------------------------------ changes
+
+    async def set_member_state(self, pool: str, member: str, body: Mapping[str, Any]) -> Json:
+        self._mutable(pool)
+        if set(body) != {"state"}:
+            extra = sorted(set(body) - {"state"})
+            raise Invalid(f"unknown field(s) {', '.join(extra)}; the body is {{\"state\": ...}}" if extra else "missing field 'state'")
+        try:
+            state = AdminState(body["state"])
+        except (ValueError, TypeError):
+            raise Invalid(f"state must be one of {_STATES}, got {body['state']!r}") from None
+        try:
+            view = self.runtime.set_admin_state(pool, member, state, SOURCE)
+        except KeyError:
+            raise NotFound(f"pool {pool} has no member '{member}'") from None
+        await self._save()
+        return member_json(view, trio.current_time(), self.runtime.wall_time)
+
+    async def add_member(self, pool: str, body: Mapping[str, Any]) -> Json:
+        self._mutable(pool)
+        try:
+            member = parse_member(dict(body), "body")
+        except ConfigError as exc:
+            raise Invalid("; ".join(f"{issue.path or 'body'}: {issue.message}" for issue in exc.issues)) from None
+        try:
+            view = self.runtime.add_member(pool, member, SOURCE)
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
+        self._changed()
+        await self._save()
+        return member_json(view, trio.current_time(), self.runtime.wall_time)
+
+    async def remove_member(self, pool: str, member: str) -> Json:
+        self._mutable(pool)
+        try:
+            view = self.runtime.remove_member(pool, member, SOURCE)
+        except KeyError:
+            raise NotFound(f"pool {pool} has no member '{member}'") from None
+        self._changed()
+        await self._save()
+        return member_json(view, trio.current_time(), self.runtime.wall_time)
+
+    async def add_address(self, kind: str, name: str, body: Mapping[str, Any]) -> Json:
+        raise NotSupported(f"runtime {kind} changes arrive with SNAT support, which this release does not have yet")
+
+    async def remove_address(self, kind: str, name: str, address: str) -> Json:
+        raise NotSupported(f"runtime {kind} changes arrive with SNAT support, which this release does not have yet")
+
+    async def reload(self) -> list[str]:
+        errors = await self._reload()
+        if not errors:
+            self._changed()
+            await self._save()  # the reload may have superseded runtime changes
+        return errors
+
+    # ------------------------------------------------------------ internals
+
+    def _mutable(self, pool: str) -> Pool:
+        config = self.runtime.config.pools.get(pool)
+        if config is None:
+            raise NotFound(f"no pool '{pool}'")
+        if not config.mutable:
+            raise Conflict(f"pool {pool} is not mutable (mutable: false in the config)")
+        return config
+
+    async def _save(self) -> None:
+        """Writes the state file; a failure is logged and the change stays applied (but not kept)."""
+        runtime = self.runtime
+        path = runtime.file_config.appliance.state_file
+        async with self._saving:
+            overrides = runtime.overrides.to_json()  # taken under the lock: the latest wins
+            try:
+                await trio.to_thread.run_sync(state_file.save_json, path, overrides, runtime.config.appliance.name)
+            except OSError as exc:
+                LOGGER.error("state file %s not written: %s; the change is running but will not survive a restart", path, exc)

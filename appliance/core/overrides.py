@@ -1,0 +1,146 @@
+"""Runtime changes laid over the configuration file: admin states, members added and removed.
+
+The file is the desired state; the admin API (and the state file at start)
+records changes here, and the runtime runs the *effective* config, the file's
+with these applied. They survive a reload, except where the reloaded file
+itself changed the same thing (an edited `state:` of that member, or a member
+of that name now in the file): an operator's edit of the file is the newer
+decision. `static` pools are re-seeded from the file at every start (the state
+file's changes for them are not re-applied); `mutable: false` pools refuse API
+changes (checked by the operations layer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.core.model import AdminState, Config, Member
+
+Json = dict[str, Any]
+STATE_VERSION = 1  # the state file's format; a file of another version is ignored (and reported)
+
+
+@dataclass
+class Overrides:
+    admin: dict[tuple[str, str], tuple[AdminState, str]] = field(default_factory=dict)  # (pool, member) -> state, source
+    added: dict[str, dict[str, Member]] = field(default_factory=dict)  # pool -> name -> member, in order added
+    removed: dict[str, set[str]] = field(default_factory=dict)  # pool -> names of the file's members taken out
+
+    def effective(self, config: Config) -> Config:
+        """The config with the members added and removed (admin states are applied by the runtime)."""
+        if not self.added and not self.removed:
+            return config
+        pools = dict(config.pools)
+        for name, pool in config.pools.items():
+            removed = self.removed.get(name, set())
+            added = self.added.get(name, {})
+            if not removed and not added:
+                continue
+            kept = tuple(m for m in pool.members if m.name not in removed)
+            names = {m.name for m in kept}
+            pools[name] = dataclasses.replace(pool, members=kept + tuple(m for m in added.values() if m.name not in names))
+        return dataclasses.replace(config, pools=pools)
+
+    def superseded_by(self, old: Config, new: Config) -> list[str]:
+        """Drops what a reloaded file decides anew; one message per change dropped.
+
+        Also drops what refers to pools that are gone, and admin states of members that are gone.
+        """
+        dropped: list[str] = []
+        for (pool, member), (state, source) in list(self.admin.items()):
+            before, after = _member(old, pool, member), _member(new, pool, member)
+            in_file = after is not None or member in self.added.get(pool, {})
+            if pool not in new.pools or not in_file:
+                del self.admin[(pool, member)]
+                dropped.append(f"{pool}/{member}: admin state {state.value} ({source}) dropped: the member is gone")
+            elif before is not None and after is not None and before.state is not after.state:
+                del self.admin[(pool, member)]
+                dropped.append(f"{pool}/{member}: admin state {state.value} ({source}) replaced by the file's {after.state.value}")
+        for pool in list(self.added):
+            if pool not in new.pools:
+                del self.added[pool]
+                continue
+            for name in list(self.added[pool]):
+                if _member(new, pool, name) is not None:
+                    del self.added[pool][name]
+                    dropped.append(f"{pool}/{name}: added member replaced by the file's member of that name")
+        for pool in list(self.removed):
+            if pool not in new.pools:
+                del self.removed[pool]
+        return dropped
+
+    def for_pool(self, pool: str) -> int:
+        """How many changes concern `pool`."""
+        return (
+            sum(1 for (p, _) in self.admin if p == pool)
+            + len(self.added.get(pool, {}))
+            + len(self.removed.get(pool, set()))
+        )
+
+    def without_pools(self, pools: set[str]) -> Overrides:
+        """A copy without the changes to `pools` (the static ones, at start)."""
+        return Overrides(
+            admin={key: value for key, value in self.admin.items() if key[0] not in pools},
+            added={pool: dict(members) for pool, members in self.added.items() if pool not in pools},
+            removed={pool: set(names) for pool, names in self.removed.items() if pool not in pools},
+        )
+
+    # ------------------------------------------------------------ the state file's JSON
+
+    def to_json(self) -> Json:
+        return {
+            "version": STATE_VERSION,
+            "admin_states": [
+                {"pool": pool, "member": member, "state": state.value, "source": source}
+                for (pool, member), (state, source) in self.admin.items()
+            ],
+            "added_members": [
+                {"pool": pool, "member": member_json(member)} for pool, members in self.added.items() for member in members.values()
+            ],
+            "removed_members": [{"pool": pool, "member": name} for pool, names in self.removed.items() for name in sorted(names)],
+        }
+
+
+def member_json(member: Member) -> Json:
+    """A member as a config entry (what the API's POST takes and the state file keeps)."""
+    data: Json = {
+        "address": str(member.address),
+        "name": member.name,
+        "ratio": member.ratio,
+        "priority_group": member.priority_group,
+        "connection_limit": member.connection_limit,
+        "state": member.state.value,
+    }
+    if member.cookie_value is not None:
+        data["cookie_value"] = member.cookie_value
+    return data
+
+
+def _member(config: Config, pool: str, name: str) -> Member | None:
+    found = config.pools.get(pool)
+    return found.member(name) if found is not None else None
+
+
+def from_json(data: Mapping[str, Any], parse_member: Any) -> Overrides:
+    """Reads the state file's JSON; `parse_member(dict) -> Member` validates added members.
+
+    Raises:
+        ValueError: the data is not a state file of this version (the message says why).
+    """
+    if data.get("version") != STATE_VERSION:
+        raise ValueError(f"version {data.get('version')!r}, expected {STATE_VERSION}")
+    overrides = Overrides()
+    try:
+        for row in data.get("admin_states", []):
+            overrides.admin[(str(row["pool"]), str(row["member"]))] = (AdminState(row["state"]), str(row.get("source", "api")))
+        for row in data.get("added_members", []):
+            member = parse_member(row["member"])
+            overrides.added.setdefault(str(row["pool"]), {})[member.name] = member
+        for row in data.get("removed_members", []):
+            overrides.removed.setdefault(str(row["pool"]), set()).add(str(row["member"]))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed entry ({type(exc).__name__}: {exc})") from None
+    return overrides
