@@ -71,12 +71,20 @@ async def run_demo(config_path: str) -> int:
                 await front.start(appliance.handle_signals)
                 await front.start(appliance.run)
                 url = f"http://{vs.endpoints[0]}/"
+                admin = config.admin
+                steer = (
+                    f"  admin: API on {admin.listen}, token in {admin.token_file}\n"
+                    f"  TUI:   appliance-tui -c {config_path}   (e/d/f on a member: enable, disable, force offline)\n"
+                    f"  ctl:   appliance ctl -c {config_path} members   |   appliance ctl -c {config_path} disable {pool.name} {pool.members[0].name}\n"
+                    if admin.enabled
+                    else "  (no admin section in the config: no admin API, ctl or TUI)\n"
+                )
                 print(
                     f"\nDemo running: {len(pool.members)} backends behind virtual server {vs.name!r}.\n"
                     f"  try:   curl -s {url}   (repeat it: round robin over {', '.join(m.name for m in pool.members)})\n"
+                    f"{steer}"
                     f"  watch: the access log below, one line per request\n"
-                    f"  stop:  Ctrl-C (drains, then exits)\n"
-                    f"  The admin API, `appliance ctl` and the TUI (`appliance-tui`) arrive in a later release.\n",
+                    f"  stop:  Ctrl-C (drains, then exits)\n",
                     flush=True,
                 )
             # The appliance has drained: now the backends may go.

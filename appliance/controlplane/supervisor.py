@@ -20,6 +20,9 @@ from collections.abc import Mapping
 import trio
 
 from appliance import __version__
+from appliance.controlplane import state_file
+from appliance.controlplane.actions import ApplianceOperations
+from appliance.controlplane.admin import AdminServer
 from appliance.controlplane.keys import persistence_key
 from appliance.controlplane.monitors import MonitorSupervisor
 from appliance.controlplane.runtime import Runtime
@@ -94,6 +97,8 @@ class Appliance:
         )
         self.monitors = MonitorSupervisor(self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
         self.listeners: Listeners | None = None
+        self.operations: ApplianceOperations | None = None
+        self.admin: AdminServer | None = None
         self._service_nursery: trio.Nursery | None = None
         self._stop = trio.Event()
 
@@ -105,6 +110,8 @@ class Appliance:
         """
         config = self.runtime.config
         _log_not_yet_supported(config)
+        for line in self.runtime.restore(state_file.load(config.appliance.state_file, config)):
+            LOGGER.warning("state file: %s", line)
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as services:
                 self._service_nursery = services
@@ -114,6 +121,15 @@ class Appliance:
                 self.listeners = Listeners(connections, self.dispatcher.serve)
                 await self.listeners.apply(wanted_listeners(config), services)
                 await services.start(self.monitors.run)
+                if config.admin.enabled:
+                    self.operations = ApplianceOperations(
+                        self.runtime,
+                        reload=self.reload,
+                        changed=self.monitors.sync,
+                        listening=lambda vs: self.listeners is not None and self.listeners.open_for(vs) > 0,
+                        metrics=self._metrics,
+                    )
+                    self.admin = await services.start(AdminServer(config.admin, self.operations).run)
                 LOGGER.info(
                     "appliance %s %s started: %d listening address(es), %d pool(s)",
                     config.appliance.name,
@@ -163,6 +179,9 @@ class Appliance:
         await trio.sleep_until(until)
         self.runtime.passive_recover(pool, member)
 
+    def _metrics(self, accept: str) -> tuple[bytes, str]:
+        return b"", "text/plain; version=0.0.4; charset=utf-8"
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -202,6 +221,8 @@ class Appliance:
             LOGGER.error("reload rejected: %s; keeping the running configuration", exc)
             return str(exc).splitlines()
         _log_not_yet_supported(config)
+        if config.admin != self.runtime.file_config.admin:
+            LOGGER.warning("reload: admin section changed; the admin API keeps its address and token until a restart")
         self.dispatcher.server_tls, self.upstreams.member_tls = server_tls, member_tls
         self.persistences.configure(config.virtual_servers, key)
         self.runtime.reload(config)  # its new snapshot closes idle connections to members gone or changed

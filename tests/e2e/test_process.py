@@ -128,9 +128,9 @@ async def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path, nursery: 
 
 
 async def test_demo_serves_three_backends_and_stops_on_sigint(tmp_path: Path) -> None:
-    ports = [free_port() for _ in range(4)]
-    text = Path("conf/demo.yaml").read_text()
-    for old, new in zip(("127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103", "127.0.0.1:8080"), ports):
+    ports = [free_port() for _ in range(5)]
+    text = Path("conf/demo.yaml").read_text().replace("var/", f"{tmp_path}/var/")
+    for old, new in zip(("127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103", "127.0.0.1:8080", "127.0.0.1:9900"), ports):
         text = text.replace(old, f"127.0.0.1:{new}")
     conf = tmp_path / "demo.yaml"
     conf.write_text(text)
@@ -156,4 +156,6 @@ async def test_demo_serves_three_backends_and_stops_on_sigint(tmp_path: Path) ->
             await process.wait()
     out = (await process.stdout.receive_some(1 << 16)).decode()
     assert f"curl -s http://127.0.0.1:{ports[3]}/" in out
+    assert f"admin: API on 127.0.0.1:{ports[4]}, token in {tmp_path}/var/admin.token" in out
+    assert (tmp_path / "var" / "admin.token").exists()
     assert process.returncode == 0
