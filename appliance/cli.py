@@ -25,7 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
     demo = commands.add_parser("demo", help="demo backends and the appliance on loopback")
     demo.add_argument("-c", "--config", default="conf/demo.yaml", help="demo config (default conf/demo.yaml)")
-    commands.add_parser("ctl", help="script the admin API (arrives with the admin API)")
+    from appliance.ctl import configure_parser as configure_ctl
+
+    ctl = commands.add_parser("ctl", help="script the admin API", description="Script the appliance's admin API.")
+    configure_ctl(ctl)
     return parser
 
 
@@ -33,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return _check(args.config)
+    if args.command == "ctl":
+        from appliance.ctl import run as run_ctl
+
+        return run_ctl(args)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO, format=LOG_FORMAT, stream=sys.stderr
     )
@@ -44,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         from appliance.demo import run_demo
 
         return trio.run(run_demo, args.config)
-    print("appliance ctl: the admin API is not part of this release yet", file=sys.stderr)
-    return 2
+    raise AssertionError(args.command)  # argparse allows only the commands above
 
 
 def _check(path: str) -> int:
