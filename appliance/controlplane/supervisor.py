@@ -24,6 +24,7 @@ from appliance.controlplane import state_file
 from appliance.controlplane.actions import ApplianceOperations
 from appliance.controlplane.admin import AdminServer
 from appliance.controlplane.keys import persistence_key
+from appliance.controlplane.metrics import Metrics, MetricsInputs
 from appliance.controlplane.monitors import MonitorSupervisor
 from appliance.controlplane.runtime import Runtime
 from appliance.core.config import load_config
@@ -95,6 +96,9 @@ class Appliance:
             ),
             self.relay,
         )
+        self.started = trio.current_time()
+        self._reload_ok, self._reload_at = True, self.runtime.wall_time(self.started)  # the start counts as a load
+        self.metrics = Metrics(self._metrics_inputs)
         self.monitors = MonitorSupervisor(self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
         self.listeners: Listeners | None = None
         self.operations: ApplianceOperations | None = None
@@ -180,7 +184,19 @@ class Appliance:
         self.runtime.passive_recover(pool, member)
 
     def _metrics(self, accept: str) -> tuple[bytes, str]:
-        return b"", "text/plain; version=0.0.4; charset=utf-8"
+        return self.metrics.exposition(accept)
+
+    def _metrics_inputs(self) -> MetricsInputs:
+        listeners, snapshot = self.listeners, self.runtime.snapshot
+        return MetricsInputs(
+            snapshot=snapshot,
+            servers=self.dispatcher.server_stats,
+            now=trio.current_time(),
+            started=self.started,
+            listeners=None if listeners is None else {vs: listeners.open_for(vs) for vs in snapshot.config.virtual_servers},
+            reload_ok=self._reload_ok,
+            reload_at=self._reload_at,
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -198,6 +214,11 @@ class Appliance:
 
     async def reload(self) -> list[str]:
         """Re-reads the config file; returns the errors (empty on success)."""
+        errors = await self._reload()
+        self._reload_ok, self._reload_at = not errors, self.runtime.wall_time(trio.current_time())
+        return errors
+
+    async def _reload(self) -> list[str]:
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:

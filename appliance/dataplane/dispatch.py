@@ -1,10 +1,12 @@
 """From an accepted socket to the handler of its virtual server's mode.
 
-Per connection: count it, find the address the client reached (the listen
-address, or ``getsockname`` on a wildcard listener), terminate TLS when the
-virtual server has it (under its own handshake deadline), then hand the stream
-to the HTTP proxy or the TCP relay. A failed handshake costs only that
-connection and is one access-log line.
+Per connection: count it (for the drain, and in its virtual server's
+``VirtualServerStats``, which goes on to the handler to count requests and
+bytes), find the address the client reached (the listen address, or
+``getsockname`` on a wildcard listener), terminate TLS when the virtual server
+has it (under its own handshake deadline), then hand the stream to the HTTP
+proxy or the TCP relay. A failed handshake costs only that connection and is
+one access-log line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from appliance.core.model import Endpoint, Mode
 from appliance.core.snapshot import Snapshot
+from appliance.core.stats import ServerStats, VirtualServerStats
 from appliance.dataplane.access_log import AccessLog
 from appliance.dataplane.http_proxy import HttpProxy
 from appliance.dataplane.sockio import ByteStream, SocketIO
@@ -29,7 +32,12 @@ _WILDCARDS = frozenset({"0.0.0.0", "::"})
 
 
 class Dispatcher:
-    """Routes accepted connections; `server_tls` is swapped whole by reloads."""
+    """Routes accepted connections; `server_tls` is swapped whole by reloads.
+
+    `server_stats` holds every virtual server's counters for the process's
+    lifetime (a dispatcher outlives reloads); pass one to share it, or read
+    ``dispatcher.server_stats``.
+    """
 
     def __init__(
         self,
@@ -38,6 +46,7 @@ class Dispatcher:
         access_log: AccessLog,
         proxy: HttpProxy,
         relay: TcpRelay,
+        server_stats: ServerStats | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._tracker = tracker
@@ -45,15 +54,19 @@ class Dispatcher:
         self._proxy = proxy
         self._relay = relay
         self.server_tls: Mapping[str, ssl.SSLContext] = {}  # virtual server name -> context
+        self.server_stats = ServerStats() if server_stats is None else server_stats
 
     async def serve(self, sock: SocketIO, vs_name: str, endpoint: Endpoint, peer: Any) -> None:
         """Resource handling: the stream is closed on every path, by the handler or here."""
         self._tracker.opened()
+        counters: VirtualServerStats | None = None
         try:
             vs = self._snapshot().virtual_server(vs_name)
             if vs is None:
                 sock.close()
                 return
+            counters = self.server_stats.of(vs_name)
+            counters.opened()
             vip = str(endpoint)
             if endpoint.host in _WILDCARDS:
                 local = sock.sock.getsockname()
@@ -70,8 +83,10 @@ class Dispatcher:
                         self._log.write(client=f"{client[0]}:{client[1]}", vip=vip, vs=vs_name, error=f"TLS handshake: {exc}")
                     return
             if vs.mode is Mode.HTTP:
-                await self._proxy.serve(stream, vs_name, vip, client, tls=context is not None)
+                await self._proxy.serve(stream, vs_name, vip, client, tls=context is not None, counters=counters)
             else:
-                await self._relay.serve(stream, vs_name, vip, client)
+                await self._relay.serve(stream, vs_name, vip, client, counters=counters)
         finally:
+            if counters is not None:
+                counters.closed()
             self._tracker.closed()

@@ -31,6 +31,7 @@ from appliance.core import headers as hdr
 from appliance.core.model import ServiceDownAction, VirtualServer
 from appliance.core.persistence import CookiePersistence, Persistences, SourcePersistence, Sticky
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
+from appliance.core.stats import VirtualServerStats
 from appliance.dataplane.access_log import AccessLog
 from appliance.dataplane.passive import PassiveDetector
 from appliance.dataplane.queue import PoolQueues
@@ -104,6 +105,7 @@ class _Outcome:
     upgraded: bool = False  # 101 sent: the connection is now a tunnel
     action: ServiceDownAction | None = None  # the member went out of service during the exchange
     bytes_out: int = 0
+    bytes_in: int = 0  # request body bytes sent to the member
     error: UpstreamError | None = None
     client_gone: bool = False
     body_unfinished: bool = False  # the client's body was not read to its end
@@ -142,7 +144,14 @@ class HttpProxy:
         self.persistences = persistences or Persistences()
 
     async def serve(
-        self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int], *, tls: bool = False
+        self,
+        stream: ByteStream,
+        vs_name: str,
+        vip: str,
+        client: tuple[str, int],
+        *,
+        tls: bool = False,
+        counters: VirtualServerStats | None = None,
     ) -> None:
         """Serves one client connection until it closes, fails or the appliance drains.
 
@@ -153,7 +162,7 @@ class HttpProxy:
         vs = self.snapshot().virtual_server(vs_name)
         try:
             if vs is not None:
-                await _Session(self, stream, vs, vip, client, tls).run()
+                await _Session(self, stream, vs, vip, client, tls, counters or VirtualServerStats()).run()
         except Exception:
             LOGGER.exception("connection from %s to %s failed", client[0], vip)
         finally:
@@ -164,9 +173,17 @@ class _Session:
     """One client connection and the requests it carries, in order."""
 
     def __init__(
-        self, proxy: HttpProxy, stream: ByteStream, vs: VirtualServer, vip: str, client: tuple[str, int], tls: bool
+        self,
+        proxy: HttpProxy,
+        stream: ByteStream,
+        vs: VirtualServer,
+        vip: str,
+        client: tuple[str, int],
+        tls: bool,
+        counters: VirtualServerStats,
     ) -> None:
         self.proxy = proxy
+        self.counters = counters  # the virtual server's
         self.proto = b"https" if tls else b"http"
         self.secure = tls
         self.stream = stream
@@ -393,9 +410,11 @@ class _Session:
             member.stats.closed()
             balancer.on_close(member)
             self.proxy.queues.slot_freed(pool.name)
+        member.stats.bytes_out += outcome.bytes_in
+        self.counters.bytes_in += outcome.bytes_in
         if outcome.head_sent:
             balancer.observe(member, outcome.response_time)
-            member.stats.requests += 1
+            member.stats.answered(outcome.status, outcome.bytes_out)
             self.proxy.passive.succeeded(member)
         elif outcome.error is not None and outcome.action is None and not outcome.client_gone:
             if isinstance(outcome.error, UpstreamTimeout):
@@ -495,6 +514,7 @@ class _Session:
                 outcome.error = upload.error
             if outcome.error is None:
                 outcome.error = UpstreamProtocolError("member answered before the request body ended")
+        outcome.bytes_in += upload.sent
 
     async def _relay_response(
         self,
@@ -623,6 +643,7 @@ class _Session:
         member: MemberView | None,
         detail: str | None,
     ) -> None:
+        self.counters.answered(status, bytes_out)
         log = self.proxy.access_log
         if not log.enabled:
             return
@@ -651,6 +672,7 @@ class _Upload:
 
     def __init__(self) -> None:
         self.done = False
+        self.sent = 0  # body bytes sent to the member
         self.client_gone = False
         self.error: UpstreamError | None = None
 
@@ -670,6 +692,7 @@ class _Upload:
                         conn.receive_data(await stream.receive_some(RECV_SIZE))
                     elif type(event) is h11.Data:
                         await up.stream.send_all(member.send(event))
+                        self.sent += len(event.data)
                         await trio.lowlevel.checkpoint()
                     elif type(event) is h11.EndOfMessage:
                         await up.stream.send_all(member.send(_END))

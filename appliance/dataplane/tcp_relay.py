@@ -53,6 +53,7 @@ import trio
 from appliance.core.model import ServiceDownAction, VirtualServer
 from appliance.core.persistence import Persistences, SourcePersistence, Sticky
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
+from appliance.core.stats import VirtualServerStats
 from appliance.dataplane.access_log import AccessLog
 from appliance.dataplane.passive import PassiveDetector
 from appliance.dataplane.queue import PoolQueues
@@ -118,14 +119,16 @@ class TcpRelay:
         self.persistences = persistences or Persistences()
         self.pipes = PipePool()
 
-    async def serve(self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int]) -> None:
+    async def serve(
+        self, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int], *, counters: VirtualServerStats | None = None
+    ) -> None:
         """Relays one client connection until both directions end, one fails, or it idles out.
 
         Resource handling: both streams are closed here on every path; any
         exception is contained to this connection and logged; one access-log
         line is written whatever happened.
         """
-        tunnel = _Tunnel(self, stream, vs_name, vip, client)
+        tunnel = _Tunnel(self, stream, vs_name, vip, client, counters or VirtualServerStats())
         try:
             await tunnel.run()
         except Exception:
@@ -236,8 +239,11 @@ class _SideError(Exception):
 class _Tunnel:
     """One client connection and its member connection."""
 
-    def __init__(self, relay: TcpRelay, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int]) -> None:
+    def __init__(
+        self, relay: TcpRelay, stream: ByteStream, vs_name: str, vip: str, client: tuple[str, int], counters: VirtualServerStats
+    ) -> None:
         self.relay = relay
+        self.counters = counters  # the virtual server's
         self.stream = stream
         self.vs_name = vs_name
         self.vip = vip
@@ -555,6 +561,9 @@ class _Tunnel:
             _close(self.up.stream, reset=side == "client" or self.reset_both)
 
     def log(self) -> None:
+        counters = self.counters
+        counters.bytes_in += self.bytes_in
+        counters.bytes_out += self.bytes_out
         log = self.relay.access_log
         if not log.enabled:
             return

@@ -1,0 +1,16 @@
+"""The README's picture is made from demo data; it must keep rendering."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tui.screenshot import screenshot
+
+
+def test_the_screenshot_renders_the_demo_node(tmp_path: Path) -> None:
+    out = asyncio.run(screenshot(tmp_path / "docs" / "tui.svg"))
+    svg = out.read_text()
+    assert svg.startswith("<svg")
+    for text in ("lb-a", "web1", "forced_offline&#160;(api)", "L7&#160;status&#160;503", "HA&#160;master"):
+        assert text in svg, text
