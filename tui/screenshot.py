@@ -209,11 +209,11 @@ def demo_status() -> Json:
 
 
 DEMO_EVENTS: list[Json] = [
-    {"at": T0 - 1_260, "kind": "admin", "source": "web/web4", "message": "enabled -> disabled (api)"},
-    {"at": T0 - 312, "kind": "health", "source": "web/web3", "message": "up -> down (3/3 failed: L7 status 503)"},
-    {"at": T0 - 95, "kind": "admin", "source": "db/pg2", "message": "enabled -> forced_offline (api)"},
-    {"at": T0 - 60, "kind": "reload", "source": "conf/appliance.yaml", "message": "applied: 1 member added to web"},
-    {"at": T0 - 4.2, "kind": "health", "source": "web/web2", "message": "down -> up (2/2 passed), slow ramp 10s"},
+    {"at": T0 - 1_260, "kind": "admin", "source": "api", "message": "member web/web4 admin state enabled -> disabled"},
+    {"at": T0 - 312, "kind": "health", "source": "monitor", "message": "member web/web3 health up -> down (http: 3/3 failed: L7 status 503, check 12.0ms)"},
+    {"at": T0 - 95, "kind": "admin", "source": "api", "message": "member db/pg2 admin state enabled -> forced_offline"},
+    {"at": T0 - 60, "kind": "reload", "source": "config", "message": "configuration reloaded from conf/appliance.yaml"},
+    {"at": T0 - 4.2, "kind": "health", "source": "monitor", "message": "member web/web2 health down -> up (http: 2/2 passed, check 0.7ms)"},
 ]
 
 RATES = {"web1": 412, "web2": 96, "web4": 3, "api1": 230, "api2": 77, "api-standby": 0}  # requests per second
