@@ -99,6 +99,7 @@ class Appliance:
         self.started = trio.current_time()
         self._reload_ok, self._reload_at = True, self.runtime.wall_time(self.started)  # the start counts as a load
         self.metrics = Metrics(self._metrics_inputs)
+        self._reloading = trio.Lock()
         self.monitors = MonitorSupervisor(self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
         self.listeners: Listeners | None = None
         self.operations: ApplianceOperations | None = None
@@ -214,7 +215,8 @@ class Appliance:
 
     async def reload(self) -> list[str]:
         """Re-reads the config file; returns the errors (empty on success)."""
-        errors = await self._reload()
+        async with self._reloading:  # SIGHUP and the API: one reload at a time, each on the file as it is then
+            errors = await self._reload()
         self._reload_ok, self._reload_at = not errors, self.runtime.wall_time(trio.current_time())
         return errors
 
