@@ -1,14 +1,15 @@
 """The admin API server: JSON over HTTP/1.1 on `admin.listen` (SPEC §4).
 
 Theory of operation. One listening socket (TCP, or a unix socket made mode
-0600) and one task per connection, in a nursery that lives as long as
-``AdminServer.run``. A connection carries requests one after the other
+0600; ``admin_listen``) and one task per connection, in a nursery that lives as
+long as ``AdminServer.run``. A connection carries requests one after the other
 (keep-alive: the TUI polls once a second on one connection). Per request:
 
 1. read the head within ``HEAD_TIMEOUT`` (between requests the connection may
    idle for ``IDLE_TIMEOUT`` first); malformed → 400, over ``MAX_HEAD`` → 431;
-2. check the bearer token (401), find the route (404, or 405 with ``Allow``),
-   refuse a declared body over ``MAX_BODY`` unread (413, then close);
+2. check the bearer token (401; the token file is ``admin_token``'s), find the
+   route (404, or 405 with ``Allow``), refuse a declared body over ``MAX_BODY``
+   unread (413, then close);
 3. read the body (bounded by ``MAX_BODY`` and ``HEAD_TIMEOUT``); a refusal of
    step 2 is sent only now, so the connection stays usable;
 4. decode the JSON object the route takes (400 with the reason), call the
@@ -16,39 +17,32 @@ Theory of operation. One listening socket (TCP, or a unix socket made mode
    error's status, any other exception a logged 500. The server never stops
    because of what one request did.
 
-``ROUTES`` is the one table of what the API does: dispatch reads it and
-``openapi.build_document`` describes it, so the two cannot drift. Answers are
-JSON; errors are ``{"error": REASON, "status": CODE}``. At most
+What the API does is ``admin_routes.ROUTES``, the one table that dispatch reads
+and ``openapi.build_document`` describes; this module is only how HTTP carries
+it. Answers are JSON; errors are ``{"error": REASON, "status": CODE}``. At most
 ``MAX_CONNECTIONS`` connections are served; one more is answered 503 and closed.
 """
 
 from __future__ import annotations
 
 import errno
-import functools
 import hmac
-import ipaddress
 import json
 import logging
-import os
-import secrets
-import socket
-import stat
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
 import h11
 import trio
 
-from appliance import __version__
-from appliance.controlplane import openapi
+from appliance.controlplane.admin_listen import bind
+from appliance.controlplane.admin_routes import JSON_TYPE, ROUTES, Call, Header, Reply, Route, document, resolve
+from appliance.controlplane.admin_token import load_or_create_token
 from appliance.controlplane.operations import Json, OperationError, Operations
-from appliance.core.addresses import AddressError, parse_endpoint
-from appliance.core.model import AdminSpec, Endpoint
-from appliance.errors import StartError
+from appliance.core.model import AdminSpec
+
+# AdminServer, and what callers and tests long imported from here before the route table and the token moved out
+__all__ = ["ROUTES", "AdminServer", "document", "load_or_create_token", "resolve"]
 
 LOGGER = logging.getLogger("appliance.admin")
 
@@ -61,10 +55,7 @@ MAX_CONNECTIONS = 64  # the TUI, some `appliance ctl` calls and a metrics scrape
 LINGER_TIME = 0.5  # after refusing with input unread, read what still comes so the client sees the answer
 LINGER_BYTES = 256 * 1024
 RECV_SIZE = 16 * 1024
-BACKLOG = 128
 LOG_INTERVAL = 1.0  # refused requests: at most one log line per client address per interval
-TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 bits, 43 characters
-JSON_TYPE = "application/json"
 _RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_BACKOFF = 0.1  # out of file descriptors: wait before accepting again
 
@@ -84,317 +75,6 @@ _REASONS = {
     501: "Not Implemented",
     503: "Service Unavailable",
 }
-
-Header = tuple[str, str]
-
-
-# ------------------------------------------------------------------ the token
-
-
-def load_or_create_token(path: str | os.PathLike[str]) -> str:
-    """The admin token: the first line of `path`, created (mode 0600, random) when missing.
-
-    Raises:
-        StartError: the file is empty, unreadable, or cannot be created.
-    """
-    file = Path(path)
-    try:
-        with file.open(encoding="utf-8") as handle:
-            first = handle.readline().strip()
-            mode = os.fstat(handle.fileno()).st_mode
-    except FileNotFoundError:
-        return _create_token(file)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StartError(f"admin token file {file}: cannot read it: {_why(exc)}") from exc
-    if not first:
-        raise StartError(f"admin token file {file}: the first line is empty; write a token there or delete the file")
-    if mode & 0o077:
-        LOGGER.warning("admin token file %s is readable by others (mode %o); chmod 600 it", file, stat.S_IMODE(mode))
-    return first
-
-
-def _create_token(file: Path) -> str:
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it between our read and our create
-        return load_or_create_token(file)
-    except OSError as exc:
-        raise StartError(f"admin token file {file}: cannot create it: {_why(exc)}") from exc
-    try:
-        os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
-        os.write(fd, (token + "\n").encode())
-    except OSError as exc:
-        raise StartError(f"admin token file {file}: cannot write it: {_why(exc)}") from exc
-    finally:
-        os.close(fd)
-    LOGGER.info("created admin token file %s", file)
-    return token
-
-
-def _why(exc: BaseException) -> str:
-    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
-
-
-# ------------------------------------------------------------------ routes
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One routed request as a handler sees it."""
-
-    params: Mapping[str, str]  # path parameters, percent-decoded
-    body: Json  # the JSON object body; {} for a route without one
-    accept: str  # the Accept header ("" when absent)
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A complete answer."""
-
-    status: int
-    body: bytes
-    content_type: str = JSON_TYPE
-    headers: tuple[Header, ...] = ()
-    close: bool = False  # close the connection after it
-
-    @classmethod
-    def json(cls, status: int, payload: object, headers: tuple[Header, ...] = (), *, close: bool = False) -> Reply:
-        body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode() + b"\n"
-        return cls(status, body, JSON_TYPE, headers, close)
-
-    @classmethod
-    def error(cls, status: int, reason: str, headers: tuple[Header, ...] = (), *, close: bool = False) -> Reply:
-        return cls.json(status, {"error": reason, "status": status}, headers, close=close)
-
-
-Handler = Callable[[Operations, Call], Awaitable[Json | Reply]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Route:
-    """One row of the API: dispatch and the OpenAPI document both read it."""
-
-    method: str
-    path: str  # a template; `{name}` matches one non-empty path segment
-    operation_id: str
-    summary: str
-    handler: Handler
-    status: int = 200  # the success status
-    request: str | None = None  # openapi.SCHEMAS name of the JSON object body; None: no body
-    response: str | None = None  # openapi.SCHEMAS name of the success body; None: text
-    produces: tuple[str, ...] = (JSON_TYPE,)
-    errors: tuple[int, ...] = ()  # statuses the operation itself may answer (404, 409, 422, 501)
-    segments: tuple[str, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "segments", tuple(self.path.strip("/").split("/")))
-
-    def match(self, segments: list[str]) -> dict[str, str] | None:
-        """The path parameters when `segments` (decoded) fit this route's path, else None."""
-        if len(segments) != len(self.segments):
-            return None
-        params: dict[str, str] = {}
-        for pattern, segment in zip(self.segments, segments):
-            if pattern.startswith("{"):
-                if not segment:
-                    return None
-                params[pattern[1:-1]] = segment
-            elif pattern != segment:
-                return None
-        return params
-
-
-async def _status(ops: Operations, call: Call) -> Json:
-    return ops.status()
-
-
-async def _pool(ops: Operations, call: Call) -> Json:
-    return ops.pool(call.params["pool"])
-
-
-async def _set_member_state(ops: Operations, call: Call) -> Json:
-    return await ops.set_member_state(call.params["pool"], call.params["member"], call.body)
-
-
-async def _add_member(ops: Operations, call: Call) -> Json:
-    return await ops.add_member(call.params["pool"], call.body)
-
-
-async def _remove_member(ops: Operations, call: Call) -> Json:
-    return await ops.remove_member(call.params["pool"], call.params["member"])
-
-
-def _add_address(kind: str) -> Handler:
-    async def handler(ops: Operations, call: Call) -> Json:
-        return await ops.add_address(kind, call.params["name"], call.body)
-
-    return handler
-
-
-def _remove_address(kind: str) -> Handler:
-    async def handler(ops: Operations, call: Call) -> Json:
-        return await ops.remove_address(kind, call.params["name"], call.params["address"])
-
-    return handler
-
-
-async def _reload(ops: Operations, call: Call) -> Json | Reply:
-    errors = await ops.reload()
-    if errors:
-        return Reply.json(422, {"error": "configuration rejected", "status": 422, "errors": list(errors)})
-    return {"reloaded": True}
-
-
-async def _events(ops: Operations, call: Call) -> Json:
-    return {"events": ops.events()}
-
-
-async def _openapi(ops: Operations, call: Call) -> Reply:
-    return Reply(200, document_bytes())
-
-
-async def _metrics(ops: Operations, call: Call) -> Reply:
-    body, content_type = ops.metrics(call.accept)
-    return Reply(200, body, content_type)
-
-
-def _address_routes(kind: str, label: str) -> tuple[Route, ...]:
-    base = f"/api/v1/{kind}/{{name}}/addresses"
-    singular = kind.removesuffix("s")
-    return (
-        Route(
-            method="POST",
-            path=base,
-            operation_id=f"add_{singular}_address",
-            summary=f"Add an address to a {label}",
-            handler=_add_address(kind),
-            status=201,
-            request="AddressBody",
-            response="AddressChange",
-            errors=(404, 409, 422, 501),
-        ),
-        Route(
-            method="DELETE",
-            path=base + "/{address}",
-            operation_id=f"remove_{singular}_address",
-            summary=f"Remove an address from a {label}",
-            handler=_remove_address(kind),
-            response="AddressChange",
-            errors=(404, 409, 501),
-        ),
-    )
-
-
-ROUTES: tuple[Route, ...] = (
-    Route(
-        method="GET",
-        path="/api/v1/status",
-        operation_id="status",
-        summary="Node, HA state, virtual servers, pools with their members",
-        handler=_status,
-        response="Status",
-    ),
-    Route(
-        method="GET",
-        path="/api/v1/pools/{pool}",
-        operation_id="pool",
-        summary="One pool with its members",
-        handler=_pool,
-        response="Pool",
-        errors=(404,),
-    ),
-    Route(
-        method="PUT",
-        path="/api/v1/pools/{pool}/members/{member}/state",
-        operation_id="set_member_state",
-        summary="Set a member's admin state",
-        handler=_set_member_state,
-        request="MemberStateBody",
-        response="Member",
-        errors=(404, 409, 422),
-    ),
-    Route(
-        method="POST",
-        path="/api/v1/pools/{pool}/members",
-        operation_id="add_member",
-        summary="Add a member (the body is like a member in the config file)",
-        handler=_add_member,
-        status=201,
-        request="MemberBody",
-        response="Member",
-        errors=(404, 409, 422),
-    ),
-    Route(
-        method="DELETE",
-        path="/api/v1/pools/{pool}/members/{member}",
-        operation_id="remove_member",
-        summary="Remove a member; its connections drain",
-        handler=_remove_member,
-        response="Member",
-        errors=(404, 409),
-    ),
-    *_address_routes("snat_pools", "SNAT pool"),
-    *_address_routes("address_sets", "address set"),
-    Route(
-        method="POST",
-        path="/api/v1/reload",
-        operation_id="reload",
-        summary="Re-read the config file; on any error the running config stays",
-        handler=_reload,
-        response="Reloaded",
-        errors=(422,),
-    ),
-    Route(
-        method="GET",
-        path="/api/v1/events",
-        operation_id="events",
-        summary="Recent state changes, newest last",
-        handler=_events,
-        response="Events",
-    ),
-    Route(
-        method="GET",
-        path="/api/v1/openapi.json",
-        operation_id="openapi",
-        summary="This document",
-        handler=_openapi,
-        response="OpenApi",
-    ),
-    Route(
-        method="GET",
-        path="/metrics",
-        operation_id="metrics",
-        summary="Prometheus exposition (text, or OpenMetrics when Accept asks for it)",
-        handler=_metrics,
-        produces=("text/plain", "application/openmetrics-text"),
-    ),
-)
-
-
-@functools.cache
-def document() -> dict[str, Any]:
-    """The OpenAPI document of ``ROUTES``."""
-    return openapi.build_document(ROUTES, version=__version__)
-
-
-@functools.cache
-def document_bytes() -> bytes:
-    return json.dumps(document(), separators=(",", ":")).encode() + b"\n"
-
-
-def resolve(method: str, segments: list[str]) -> tuple[Route | None, dict[str, str], list[str]]:
-    """The route and its path parameters; without a route, the methods the path allows ([]: no such path)."""
-    allowed: list[str] = []
-    for route in ROUTES:
-        params = route.match(segments)
-        if params is None:
-            continue
-        if route.method == method:
-            return route, params, []
-        allowed.append(route.method)
-    return None, {}, sorted(set(allowed))
 
 
 # ------------------------------------------------------------------ the server
@@ -425,7 +105,7 @@ class AdminServer:
             StartError: the token file is unusable or the address cannot be bound.
         """
         self._token = load_or_create_token(self.spec.token_file).encode()
-        sock, self.address, cleanup = _bind(self.spec.listen)
+        sock, self.address, cleanup = bind(self.spec.listen)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
         try:
             LOGGER.info("admin API listening on %s", self.address)
@@ -783,100 +463,3 @@ class _Throttle:
             self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval}
         self._seen[key] = (now, 0)
         return 0 if last is None else last[1]
-
-
-def _bind(listen: str) -> tuple[socket.socket, str, Callable[[], None]]:
-    """A listening socket on `listen`, its address, and what to do once it is closed.
-
-    Raises:
-        StartError: naming the address.
-    """
-    if listen.startswith("unix:"):
-        return _bind_unix(listen[len("unix:") :])
-    endpoint = _endpoint(listen)
-    family = socket.AF_INET6 if endpoint.is_ipv6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((endpoint.host, endpoint.port))
-        sock.listen(BACKLOG)
-    except OSError as exc:
-        sock.close()
-        raise StartError(f"admin API: cannot listen on {endpoint}: {_why(exc)}") from exc
-    host, port = sock.getsockname()[:2]
-    return sock, str(Endpoint(host=host, port=port)), lambda: None
-
-
-def _endpoint(listen: str) -> Endpoint:
-    """`HOST:PORT` or `[V6]:PORT`; port 0 (any free port) allowed, unlike in the config file."""
-    host, _, port = listen.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    try:
-        return Endpoint(host=str(ipaddress.ip_address(host)), port=int(port))
-    except ValueError:
-        pass
-    try:
-        return parse_endpoint(listen)  # its message says what was expected
-    except AddressError as exc:
-        raise StartError(f"admin.listen {listen!r}: {exc}") from None
-
-
-def _bind_unix(path: str) -> tuple[socket.socket, str, Callable[[], None]]:
-    address = f"unix:{path}"
-    _remove_stale_socket(path, address)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        sock.bind(path)
-        os.chmod(path, 0o600)  # before listen(): nobody can connect yet
-        sock.listen(BACKLOG)
-        inode = os.stat(path).st_ino
-    except OSError as exc:
-        sock.close()
-        raise StartError(f"admin API: cannot listen on {address}: {_why(exc)}") from exc
-
-    def cleanup() -> None:
-        try:
-            if os.stat(path).st_ino == inode:  # still ours, not a successor's
-                os.unlink(path)
-        except OSError:
-            pass
-
-    return sock, address, cleanup
-
-
-def _remove_stale_socket(path: str, address: str) -> None:
-    """Removes a socket file nobody listens on; refuses a live one or a file that is not a socket."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise StartError(f"admin API: cannot listen on {address}: {_why(exc)}") from exc
-    if not stat.S_ISSOCK(mode):
-        raise StartError(f"admin API: cannot listen on {address}: the path exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(0.5)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        pass  # nobody listens: stale
-    except (BlockingIOError, TimeoutError):
-        raise StartError(f"admin API: cannot listen on {address}: another process is listening there") from None
-    except OSError as exc:
-        raise StartError(f"admin API: cannot listen on {address}: {_why(exc)}") from exc
-    else:
-        raise StartError(f"admin API: cannot listen on {address}: another process is listening there")
-    finally:
-        probe.close()
-    LOGGER.info("removing stale admin socket %s", path)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise StartError(f"admin API: cannot remove the stale socket {address}: {_why(exc)}") from exc

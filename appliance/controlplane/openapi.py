@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the admin API, built from its route table.
 
-``admin.py`` holds the one table of routes; dispatch reads it, and
+``admin_routes.py`` holds the one table of routes; dispatch reads it, and
 ``build_document`` turns the same rows into the document served at
 ``/api/v1/openapi.json``, so a route cannot exist undocumented or the other way
 round. Everything else here is data: the JSON Schemas (2020-12, as OpenAPI 3.1
@@ -24,7 +24,7 @@ Schema = dict[str, Any]
 
 
 class Operation(Protocol):
-    """What the document needs of a route (``admin.Route`` has these fields)."""
+    """What the document needs of a route (``admin_routes.Route`` has these fields)."""
 
     @property
     def method(self) -> str: ...  # upper case: GET, PUT, POST, DELETE
