@@ -300,7 +300,7 @@ class AdminClient:
                 data = response.read()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 self.close()
-                if reused and attempt == 1:
+                if reused and attempt == 1 and method in _REPEATABLE:
                     continue  # the server had closed the idle connection: once more on a new one
                 raise AdminUnreachable(f"cannot reach the admin API at {self.url}: {_describe(exc)}") from None
             except (OSError, http.client.HTTPException) as exc:
@@ -310,6 +310,9 @@ class AdminClient:
                 self.close()
             return response.status, {k.lower(): v for k, v in response.getheaders()}, data
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+_REPEATABLE = frozenset({"GET", "HEAD", "PUT"})  # sending these twice does what sending them once does
 
 
 def segment(value: str) -> str:

@@ -1,8 +1,8 @@
 """The admin API's operations over one running appliance (the ``Operations`` protocol).
 
 A change is applied to the runtime (a new snapshot), then saved to the state
-file before the API answers, so a 200 means "running and kept". Saves are
-serialised and run in a worker thread (fsync must not stall the data plane).
+file before the API answers, so a 200 means "running and kept"; a state file
+that cannot be written is a 500 that says the change runs but is not kept.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 
 import trio
 
-from appliance.controlplane import state_file
-from appliance.controlplane.operations import Conflict, Invalid, Json, NotFound, NotSupported
+from appliance.controlplane.operations import Conflict, Invalid, Json, NotFound, NotKept, NotSupported
 from appliance.controlplane.runtime import Runtime
 from appliance.controlplane.views import member_json, pool_json, status_json
 from appliance.core.config import parse_member
@@ -35,17 +34,18 @@ class ApplianceOperations:
         runtime: Runtime,
         *,
         reload: Callable[[], Awaitable[list[str]]],
+        save: Callable[[], Awaitable[str | None]],
         changed: Callable[[], None],
         listening: Callable[[str], bool],
         metrics: Callable[[str], tuple[bytes, str]],
     ) -> None:
         self.runtime = runtime
         self._reload = reload
+        self._save = save
         self._changed = changed  # members added or removed: monitors follow
         self._listening = listening
         self._metrics = metrics
         self._started = trio.current_time()
-        self._saving = trio.Lock()
 
     # ------------------------------------------------------------ reads
 
@@ -90,7 +90,7 @@ class ApplianceOperations:
             view = self.runtime.set_admin_state(pool, member, state, SOURCE)
         except KeyError:
             raise NotFound(f"pool {pool} has no member '{member}'") from None
-        await self._save()
+        await self._keep()
         return member_json(view, trio.current_time(), self.runtime.wall_time)
 
     async def add_member(self, pool: str, body: Mapping[str, Any]) -> Json:
@@ -104,7 +104,7 @@ class ApplianceOperations:
         except ValueError as exc:
             raise Conflict(str(exc)) from None
         self._changed()
-        await self._save()
+        await self._keep()
         return member_json(view, trio.current_time(), self.runtime.wall_time)
 
     async def remove_member(self, pool: str, member: str) -> Json:
@@ -114,7 +114,7 @@ class ApplianceOperations:
         except KeyError:
             raise NotFound(f"pool {pool} has no member '{member}'") from None
         self._changed()
-        await self._save()
+        await self._keep()
         return member_json(view, trio.current_time(), self.runtime.wall_time)
 
     async def add_address(self, kind: str, name: str, body: Mapping[str, Any]) -> Json:
@@ -127,7 +127,7 @@ class ApplianceOperations:
         errors = await self._reload()
         if not errors:
             self._changed()
-            await self._save()  # the reload may have superseded runtime changes
+            await self._keep()  # the reload may have superseded runtime changes
         return errors
 
     # ------------------------------------------------------------ internals
@@ -140,13 +140,8 @@ class ApplianceOperations:
             raise Conflict(f"pool {pool} is not mutable (mutable: false in the config)")
         return config
 
-    async def _save(self) -> None:
-        """Writes the state file; a failure is logged and the change stays applied (but not kept)."""
-        runtime = self.runtime
-        path = runtime.file_config.appliance.state_file
-        async with self._saving:
-            overrides = runtime.overrides.to_json()  # taken under the lock: the latest wins
-            try:
-                await trio.to_thread.run_sync(state_file.save_json, path, overrides, runtime.config.appliance.name)
-            except OSError as exc:
-                LOGGER.error("state file %s not written: %s; the change is running but will not survive a restart", path, exc)
+    async def _keep(self) -> None:
+        """Saves the state file; the change stays running either way, but a 200 means it was kept."""
+        problem = await self._save()
+        if problem is not None:
+            raise NotKept(f"the change is running but will not survive a restart: {problem}")

@@ -260,7 +260,8 @@ class _Session:
             segments = _segments(request.target)
             reason = self.server._authorize([v for n, v in headers if n == b"authorization"], self.peer)
             if reason is not None:
-                raise _Refused(401, f"authentication required: {reason}", (("WWW-Authenticate", "Bearer"),))
+                # Closed after the answer: a client without the token holds no connection slot for long.
+                raise _Refused(401, f"authentication required: {reason}", (("WWW-Authenticate", "Bearer"),), close=True)
             route, params, allowed = resolve("GET" if method == "HEAD" else method, segments)
             if route is None:
                 if not allowed:

@@ -33,7 +33,8 @@ Per member, labels ``pool``, ``member``:
 Per pool, label ``pool``:
   appliance_backend_active_servers         members enabled and healthy
   appliance_backend_current_sessions       sum of its members' current sessions
-  appliance_backend_sessions_total         sum of its current members' sessions
+  (no backend sessions_total: a sum over the current members would fall when one is removed,
+  which rate() reads as a counter reset; sum the members' series instead)
 Per virtual server, label ``virtual_server``:
   appliance_frontend_current_sessions      open client connections
   appliance_frontend_sessions_total        client connections accepted
@@ -188,12 +189,10 @@ def _pools(snapshot: Snapshot) -> Iterator[Metric]:
     labels = ["pool"]
     active = _gauge("backend_active_servers", "Members of the pool enabled and healthy.", labels)
     current = _gauge("backend_current_sessions", "Sum of the current sessions of the pool's members.", labels)
-    sessions = _counter("backend_sessions_total", "Sum of the sessions of the pool's current members.", labels)
     for pool in snapshot.pools.values():
         active.add_metric([pool.name], len(pool.ready))
         current.add_metric([pool.name], sum(m.stats.active for m in pool.members))
-        sessions.add_metric([pool.name], sum(m.stats.total for m in pool.members))
-    yield from (active, current, sessions)
+    yield from (active, current)
 
 
 def _virtual_servers(inputs: MetricsInputs) -> Iterator[Metric]:

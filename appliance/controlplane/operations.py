@@ -38,6 +38,12 @@ class Invalid(OperationError):
     status = 422
 
 
+class NotKept(OperationError):
+    """The change is running, but the state file could not be written: it will not survive a restart."""
+
+    status = 500
+
+
 class NotSupported(OperationError):
     """A route of SPEC §4 whose feature this release does not have yet (SNAT: issue 8)."""
 

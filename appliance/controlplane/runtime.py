@@ -161,6 +161,8 @@ class Runtime:
         for other in current.members:
             if other.name == member.name or other.address == member.address:
                 raise ValueError(f"pool {pool} already has member {other.name} ({other.address})")
+            if member.cookie_value is not None and other.cookie_value == member.cookie_value:
+                raise ValueError(f"pool {pool}: cookie_value '{member.cookie_value}' is member {other.name}'s already")
         self.overrides.added.setdefault(pool, {})[member.name] = member
         self.config = self.overrides.effective(self.file_config)
         self._adopt(self.config, source=source)

@@ -38,14 +38,16 @@ def load(path: str, config: Config) -> Overrides:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         LOGGER.error("state file %s ignored: %s; starting from the configuration", path, exc)
         return Overrides()
-    static = {name for name, pool in config.pools.items() if pool.static and overrides.for_pool(name)}
-    for name in sorted(static):
+    owned = {name for name, pool in config.pools.items() if (pool.static or not pool.mutable) and overrides.for_pool(name)}
+    for name in sorted(owned):
+        why = "static" if config.pools[name].static else "not mutable"
         LOGGER.warning(
-            "state file: pool %s is static: its %d runtime change(s) are not re-applied (the config re-seeds it)",
+            "state file: pool %s is %s: its %d runtime change(s) are not re-applied (the config re-seeds it)",
             name,
+            why,
             overrides.for_pool(name),
         )
-    return overrides.without_pools(static) if static else overrides
+    return overrides.without_pools(owned) if owned else overrides
 
 
 def save_json(path: str, overrides: dict[str, Any], node: str) -> None:

@@ -30,6 +30,7 @@ from appliance.controlplane.runtime import Runtime
 from appliance.core.config import load_config
 from appliance.core.health import Health
 from appliance.core.model import AdminState, Config, Endpoint
+from appliance.core.overrides import Overrides
 from appliance.core.persistence import Persistences
 from appliance.core.snapshot import Snapshot
 from appliance.dataplane.access_log import AccessLog, open_target
@@ -100,6 +101,7 @@ class Appliance:
         self._reload_ok, self._reload_at = True, self.runtime.wall_time(self.started)  # the start counts as a load
         self.metrics = Metrics(self._metrics_inputs)
         self._reloading = trio.Lock()
+        self._saving = trio.Lock()
         self.monitors = MonitorSupervisor(self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
         self.listeners: Listeners | None = None
         self.operations: ApplianceOperations | None = None
@@ -130,6 +132,7 @@ class Appliance:
                     self.operations = ApplianceOperations(
                         self.runtime,
                         reload=self.reload,
+                        save=self.save_state,
                         changed=self.monitors.sync,
                         listening=lambda vs: self.listeners is not None and self.listeners.open_for(vs) > 0,
                         metrics=self._metrics,
@@ -184,6 +187,25 @@ class Appliance:
         await trio.sleep_until(until)
         self.runtime.passive_recover(pool, member)
 
+    async def save_state(self) -> str | None:
+        """Writes the runtime changes to the state file; None, or why it could not.
+
+        Serialised, in a worker thread (fsync must not stall the data plane). Nothing is
+        written while there were never runtime changes and no state file exists.
+        """
+        runtime = self.runtime
+        path = runtime.file_config.appliance.state_file
+        async with self._saving:
+            changes = runtime.overrides.to_json()  # taken under the lock: the latest wins
+            if changes == Overrides().to_json() and not os.path.exists(path):
+                return None
+            try:
+                await trio.to_thread.run_sync(state_file.save_json, path, changes, runtime.config.appliance.name)
+            except OSError as exc:
+                LOGGER.error("state file %s not written: %s; runtime changes will not survive a restart", path, exc)
+                return f"state file {path}: {exc.strerror or exc}"
+        return None
+
     def _metrics(self, accept: str) -> tuple[bytes, str]:
         return self.metrics.exposition(accept)
 
@@ -217,6 +239,8 @@ class Appliance:
         """Re-reads the config file; returns the errors (empty on success)."""
         async with self._reloading:  # SIGHUP and the API: one reload at a time, each on the file as it is then
             errors = await self._reload()
+        if not errors:
+            await self.save_state()  # the new file may have superseded runtime changes
         self._reload_ok, self._reload_at = not errors, self.runtime.wall_time(trio.current_time())
         return errors
 

@@ -117,11 +117,14 @@ NOT_YET_SUPPORTED: tuple[tuple[str, tuple[object, ...] | None], ...] = (
 # ---------------------------------------------------------------- limits (those of virtual servers: config_vs)
 MAX_SOURCE_ADDRESSES = 65_536  # per address set or SNAT pool: each address is rotated and tracked one by one
 MAX_WORKERS = 256  # one process per core; more is a typo
+MAX_RATIO = 65_535  # F5 caps ratio lower still; weights beyond this are a typo and overflow float maths
+MAX_PRIORITY_GROUP = 65_535  # F5's range
+MAX_CONNECTION_LIMIT = 10_000_000  # more than a process has file descriptors; 0 means none
 HA_PRIORITY = (1, 254)  # VRRP (RFC 5798 §5.2.4): 255 is the address owner, 0 means "stepping down"
 MAX_HASH_MASK = 32  # an IPv4 prefix length (F5's and nginx's /24 habit); IPv6 is hashed whole
 HTTP_STATUS = (100, 599)  # RFC 9110 §15: the three-digit status classes
 
-_MEMBER_NAME = re.compile(r"^[^\s/]{1,128}$")  # the default is the address, brackets and colons included
+_MEMBER_NAME = re.compile(r"^[!-.0-~]{1,128}$")  # printable ASCII but '/' (the default is the address: brackets, colons)
 _COOKIE_VALUE = re.compile(r"^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]+$")  # RFC 6265 §4.1.1 cookie-octet
 
 
@@ -574,10 +577,10 @@ def _member(ctx: Walk, node: yaml.Node, path: Path) -> Member | None:
         return None
     d = defaults(Member)
     address = m.opt("address", as_endpoint)
-    name = m.opt("name", matching(_MEMBER_NAME, "a name without spaces or '/'"))
-    ratio = m.get("ratio", as_int(1), d["ratio"])
-    priority_group = m.get("priority_group", as_int(0), d["priority_group"])
-    connection_limit = m.get("connection_limit", as_int(0), d["connection_limit"])
+    name = m.opt("name", matching(_MEMBER_NAME, "a name of printable ASCII without spaces or '/'"))
+    ratio = m.get("ratio", as_int(1, MAX_RATIO), d["ratio"])
+    priority_group = m.get("priority_group", as_int(0, MAX_PRIORITY_GROUP), d["priority_group"])
+    connection_limit = m.get("connection_limit", as_int(0, MAX_CONNECTION_LIMIT), d["connection_limit"])
     state = m.get("state", as_enum(AdminState), d["state"])
     cookie_value = m.opt("cookie_value", matching(_COOKIE_VALUE, "a cookie value (RFC 6265 cookie-octets)"))
     if address is None:
@@ -602,7 +605,10 @@ def parse_member(data: object, source: str = "member") -> Member:
     Raises:
         ConfigError: every problem found.
     """
-    root = yaml.compose(json.dumps(data), Loader=yaml.SafeLoader)
+    try:
+        root = yaml.compose(json.dumps(data), Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigError([ConfigIssue(source, 1, 1, "", "nested too deeply to be a member")]) from None
     ctx = Walk(source)
     member = _member(ctx, root, ()) if root is not None else None
     if ctx.issues or member is None:

@@ -59,17 +59,27 @@ class Overrides:
             elif before is not None and after is not None and before.state is not after.state:
                 del self.admin[(pool, member)]
                 dropped.append(f"{pool}/{member}: admin state {state.value} ({source}) replaced by the file's {after.state.value}")
+        for pool in list(self.removed):  # the file's member taken out: until the file edits or drops it
+            for name in list(self.removed[pool]):
+                before, after = _member(old, pool, name), _member(new, pool, name)
+                if after is None or before != after:
+                    self.removed[pool].discard(name)
+                    if after is not None:
+                        dropped.append(f"{pool}/{name}: removal dropped: the file changed that member")
+            if pool not in new.pools or not self.removed[pool]:
+                del self.removed[pool]
         for pool in list(self.added):
             if pool not in new.pools:
                 del self.added[pool]
                 continue
             for name in list(self.added[pool]):
-                if _member(new, pool, name) is not None:
+                # A name the file (newly, or again after an edit) defines is the file's; one the
+                # operator took out of the file's pool and added anew stays the operator's.
+                if _member(new, pool, name) is not None and name not in self.removed.get(pool, set()):
                     del self.added[pool][name]
                     dropped.append(f"{pool}/{name}: added member replaced by the file's member of that name")
-        for pool in list(self.removed):
-            if pool not in new.pools:
-                del self.removed[pool]
+            if not self.added[pool]:
+                del self.added[pool]
         return dropped
 
     def for_pool(self, pool: str) -> int:

@@ -167,3 +167,21 @@ def test_the_state_file_is_replaced_whole(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     assert data["version"] == 1 and data["node"] == "lb-a"
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary left behind
+
+
+def test_a_member_removed_then_added_anew_stays_the_operators_over_reloads_and_restarts(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.json")
+    text = config_text(state=path)
+    rt = runtime(text)
+    rt.remove_member("web", "a", "api")
+    rt.add_member("web", parse_member({"address": "127.0.0.1:9011", "name": "a"}), "api")
+    rt.reload(parse_config(text, "t.yaml"))
+    assert [(m.name, m.address.port) for m in rt.snapshot.pools["web"].members] == [("b", 9002), ("a", 9011)]
+    state_file.save_json(path, rt.overrides.to_json(), "lb-a")
+    config = parse_config(text, "t.yaml")
+    again = Runtime(config, Clock())
+    again.restore(state_file.load(path, config))
+    assert [(m.name, m.address.port) for m in again.snapshot.pools["web"].members] == [("b", 9002), ("a", 9011)]
+    again.reload(parse_config(config_text(state=path, a_extra=", ratio: 5"), "t.yaml"))  # the file edits a: it decides
+    assert [(m.name, m.address.port, m.ratio) for m in again.snapshot.pools["web"].members] == [("a", 9001, 5), ("b", 9002, 1)]
+    assert not again.overrides.added and not again.overrides.removed

@@ -254,7 +254,7 @@ BAD = [
     # ---------------------------------------------------------------- ranges
     pytest.param(
         POOL + "        ratio: 0\n" + SERVER,
-        "t.yaml:6:16: pools.web.members[0].ratio: must be >= 1, got 0",
+        "t.yaml:6:16: pools.web.members[0].ratio: must be 1..65535, got 0",
         id="ratio-zero",
     ),
     pytest.param(POOL + "    retries: -1\n" + SERVER, "t.yaml:6:14: pools.web.retries: must be >= 0, got -1", id="retries-negative"),
@@ -262,7 +262,7 @@ BAD = [
     pytest.param(POOL + "    queue: {size: -1}\n" + SERVER, "t.yaml:6:19: pools.web.queue.size: must be >= 0, got -1", id="queue-size"),
     pytest.param(
         POOL + "        connection_limit: -5\n" + SERVER,
-        "t.yaml:6:27: pools.web.members[0].connection_limit: must be >= 0, got -5",
+        "t.yaml:6:27: pools.web.members[0].connection_limit: must be 0..10000000, got -5",
         id="member-connection-limit",
     ),
     pytest.param(POOL + SERVER + "appliance: {workers: 0}\n", "t.yaml:9:22: appliance.workers: must be 1..256, got 0", id="workers-zero"),
@@ -658,7 +658,7 @@ def test_every_mistake_is_reported_at_once_in_line_order() -> None:
     ]
     assert "appliance.workers: expected an integer" in found[0]
     assert "pools.web.method: must be one of" in found[1]
-    assert "pools.web.members[0].ratio: must be >= 1, got 0" in found[2]
+    assert "pools.web.members[0].ratio: must be 1..65535, got 0" in found[2]
     assert "pools.web.members[1]: duplicate member name '127.0.0.1:9001'" in found[3]
     assert "virtual_servers.web.listen[0]: port must be 1..65535, got 99999" in found[4]
     assert "virtual_servers.web.pool: undefined pool 'nope'" in found[5]
@@ -669,7 +669,7 @@ def test_config_error_message_is_one_line_per_issue() -> None:
     with pytest.raises(ConfigError) as caught:
         parse(POOL + "        ratio: 0\n        state: gone\n" + SERVER)
     assert str(caught.value).splitlines() == [
-        "t.yaml:6:16: pools.web.members[0].ratio: must be >= 1, got 0",
+        "t.yaml:6:16: pools.web.members[0].ratio: must be 1..65535, got 0",
         "t.yaml:7:16: pools.web.members[0].state: must be one of enabled, disabled, forced_offline; got 'gone'",
     ]
 

@@ -88,6 +88,9 @@ async def test_each_route_and_its_refusals(nursery: trio.Nursery, tmp_path: Path
             (await client.put("/api/v1/pools/web/members/m1/state", json={"state": "sleeping"}), 422),
             (await client.put("/api/v1/pools/web/members/m1/state", json={"state": "enabled", "why": "x"}), 422),
             (await client.post("/api/v1/pools/web/members", json={"address": "127.0.0.1:9", "ratio": 0}), 422),
+            (await client.post("/api/v1/pools/web/members", json={"address": "127.0.0.1:9", "ratio": 10**400}), 422),
+            (await client.post("/api/v1/pools/web/members", json={"address": "127.0.0.1:9", "name": "x\u001b[2J"}), 422),
+            (await client.post("/api/v1/pools/web/members", content=b'{"address": ' + b"[" * 5000 + b"]" * 5000 + b"}"), 400),
             (await client.post("/api/v1/pools/web/members", json={"address": f"127.0.0.1:{members[1].port}"}), 409),
             (await client.put("/api/v1/pools/fixed/members/f1/state", json={"state": "disabled"}), 409),
             (await client.post("/api/v1/snat_pools/out/addresses", json={"address": "127.0.0.34"}), 501),
@@ -96,7 +99,7 @@ async def test_each_route_and_its_refusals(nursery: trio.Nursery, tmp_path: Path
         for response, expected in refusals:
             assert response.status_code == expected, response.text
             assert response.json()["status"] == expected and response.json()["error"]
-        assert "ratio: must be >= 1" in refusals[4][0].json()["error"]
+        assert "ratio: must be 1..65535" in refusals[4][0].json()["error"]
 
 
 async def test_a_disabled_member_stays_disabled_after_a_restart(nursery: trio.Nursery, tmp_path: Path) -> None:
@@ -153,3 +156,17 @@ async def test_metrics_parse_and_count_what_went_through(nursery: trio.Nursery, 
         assert samples[("appliance_server_admin_state", (("member", "f1"), ("pool", "fixed"), ("state", "enabled")))] == 1
         open_metrics = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
         assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+
+
+async def test_a_reload_that_supersedes_a_change_is_kept_over_a_restart(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """SIGHUP's reload rewrites the state file too: the file's newer decision is what a restart brings back."""
+    members = await origins(nursery, "m1", "m2")
+    text = config(tmp_path, free_port(), free_port(), members)
+    edited = text.replace("name: m2}", "name: m2, state: forced_offline}")
+    async with api(tmp_path, text) as (appliance, client):
+        await client.put("/api/v1/pools/web/members/m2/state", json={"state": "disabled"})
+        (tmp_path / "a.yaml").write_text(edited)
+        assert await appliance.reload() == []  # what SIGHUP runs
+    async with api(tmp_path, edited) as (_, client):
+        member = (await client.get("/api/v1/pools/web")).json()["members"][1]
+        assert (member["admin_state"], member["admin_source"]) == ("forced_offline", "config")
