@@ -306,6 +306,7 @@ class _Tunnel:
             # Reselect: the client connection stays and is bound to another member.
             assert self.up is not None
             _close(self.up.stream, reset=True)
+            self.up.forget()
             self.up = None
             avoid.add(member.name)
             self.reselected += 1
@@ -559,6 +560,7 @@ class _Tunnel:
         _close(self.stream, reset=side == "member" or self.reset_both)
         if self.up is not None:
             _close(self.up.stream, reset=side == "client" or self.reset_both)
+            self.up.forget()
 
     def log(self) -> None:
         counters = self.counters
