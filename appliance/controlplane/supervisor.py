@@ -40,6 +40,7 @@ from appliance.dataplane.listen import Listeners
 from appliance.dataplane.passive import PassiveDetector
 from appliance.dataplane.queue import PoolQueues
 from appliance.dataplane.service_down import ActiveConnections
+from appliance.dataplane.snat import SnatSources
 from appliance.dataplane.tcp_relay import TcpRelay
 from appliance.dataplane.tls import contexts_for
 from appliance.dataplane.tracker import ConnectionTracker
@@ -61,7 +62,9 @@ class Appliance:
         self.config_path = config_path
         self.runtime = Runtime(config, trio.current_time)
         self.tracker = ConnectionTracker()
-        self.upstreams = UpstreamPools()
+        self.snat = SnatSources()
+        self.snat.configure(config)
+        self.upstreams = UpstreamPools(self.snat.connect)
         self.access_log = AccessLog(config.appliance.log)
         self.runtime.subscribers.append(self._close_idle_to_members_out_of_service)
         self.queues = PoolQueues()
@@ -80,6 +83,7 @@ class Appliance:
             active=self.active,
             passive=self.passive,
             persistences=self.persistences,
+            snat=self.snat,
         )
         self.dispatcher = Dispatcher(
             snapshot,
@@ -272,6 +276,7 @@ class Appliance:
             LOGGER.warning("reload: admin section changed; the admin API keeps its address and token until a restart")
         self.dispatcher.server_tls, self.upstreams.member_tls = server_tls, member_tls
         self.persistences.configure(config.virtual_servers, key)
+        self.snat.configure(config)
         self.runtime.reload(config)  # its new snapshot closes idle connections to members gone or changed
         if log_fd is not None:
             self.access_log.reconfigure(log_spec, log_fd)

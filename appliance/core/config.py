@@ -107,10 +107,6 @@ from appliance.errors import ConfigError, ConfigIssue
 # `*` stands for one name, `[*]` for one list index. Delete a row when it lands.
 NOT_YET_SUPPORTED: tuple[tuple[str, tuple[object, ...] | None], ...] = (
     ("appliance.workers", (1,)),
-    ("address_sets", None),
-    ("snat_pools", None),
-
-    ("pools.*.snat", None),
     ("ha", None),
 )
 

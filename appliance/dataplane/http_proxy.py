@@ -36,9 +36,10 @@ from appliance.dataplane.access_log import AccessLog
 from appliance.dataplane.passive import PassiveDetector
 from appliance.dataplane.queue import PoolQueues
 from appliance.dataplane.service_down import ActiveConnections
+from appliance.dataplane.snat import SnatRefused
 from appliance.dataplane.sockio import ByteStream, SocketIO
 from appliance.dataplane.tracker import ConnectionTracker
-from appliance.dataplane.upstream import UpstreamConnection, UpstreamPools, connect
+from appliance.dataplane.upstream import UpstreamConnection, UpstreamPools
 from appliance.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 
 LOGGER = logging.getLogger("appliance.http")
@@ -395,7 +396,9 @@ class _Session:
                 if outcome.stale and replayable:
                     # A reused connection the member had already given up on: one fresh try, same member.
                     await up.aclose()
-                    up = await connect(member.address, vs.timeouts.connect, self.proxy.upstreams.member_tls.get(pool.name))
+                    upstreams = self.proxy.upstreams
+                    now = trio.current_time()
+                    up = await upstreams.open(member.address, vs.timeouts.connect, upstreams.member_tls.get(pool.name), pool.name, now)
                     outcome = _Outcome()
                     await self._exchange(vs, member, up, upstream_request, body, outcome)
                 if outcome.upgraded:
@@ -404,7 +407,7 @@ class _Session:
                 # drop/reset: both sides close at once; reselect: retried elsewhere when safe.
                 error = UpstreamProtocolError(f"member out of service ({handle.action.value})")
                 outcome.error, outcome.action = error, handle.action
-        except UpstreamConnectError as exc:
+        except (UpstreamConnectError, SnatRefused) as exc:
             outcome = _Outcome(error=exc)
         finally:
             member.stats.closed()
@@ -419,6 +422,8 @@ class _Session:
         elif outcome.error is not None and outcome.action is None and not outcome.client_gone:
             if isinstance(outcome.error, UpstreamTimeout):
                 member.stats.failures += 1  # counted, but slowness is the monitor's business
+            elif isinstance(outcome.error, SnatRefused):
+                pass  # no source address: not the member's doing
             else:
                 self.proxy.passive.failed(pool, member, str(outcome.error))
         if outcome.action is ServiceDownAction.RESET:
@@ -457,11 +462,15 @@ class _Session:
                 break
             tries.left -= 1
             try:
-                conn = await upstreams.acquire(member.address, vs.timeouts.connect, trio.current_time(), tls)
+                conn = await upstreams.acquire(
+                    member.address, vs.timeouts.connect, trio.current_time(), tls, pool.name, queue_deadline
+                )
                 if type(self.persist) is SourcePersistence:
                     self.persist.record(pool, self.client_ip, member, trio.current_time())
                     self.persisted = self.sticky.outcome(member, True)
                 return member, conn, (0, "")
+            except SnatRefused as exc:  # no source address: another member would fare no better
+                return member, None, (503, str(exc))
             except UpstreamConnectError as exc:
                 LOGGER.debug("member %s/%s: %s", pool.name, member.name, exc)
                 self.proxy.passive.failed(pool, member, str(exc))

@@ -58,9 +58,10 @@ from appliance.dataplane.access_log import AccessLog
 from appliance.dataplane.passive import PassiveDetector
 from appliance.dataplane.queue import PoolQueues
 from appliance.dataplane.service_down import ActiveConnections
+from appliance.dataplane.snat import SnatRefused, SnatSources
 from appliance.dataplane.sockio import SocketIO
 from appliance.dataplane.tracker import ConnectionTracker
-from appliance.dataplane.upstream import UpstreamConnection, connect
+from appliance.dataplane.upstream import UpstreamConnection
 from appliance.errors import UpstreamConnectError
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class TcpRelay:
         active: ActiveConnections | None = None,
         passive: PassiveDetector | None = None,
         persistences: Persistences | None = None,
+        snat: SnatSources | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.access_log = access_log
@@ -117,6 +119,7 @@ class TcpRelay:
         self.active = active or ActiveConnections()
         self.passive = passive or PassiveDetector()
         self.persistences = persistences or Persistences()
+        self.snat = snat or SnatSources()
         self.pipes = PipePool()
 
     async def serve(
@@ -346,14 +349,14 @@ class _Tunnel:
             balancer.on_open(member)
             began = trio.current_time()
             try:
-                if tls is None:
-                    self.up = await connect(member.address, vs.timeouts.connect)
-                else:
-                    self.up = await connect(member.address, vs.timeouts.connect, tls)
+                self.up = await self.relay.snat.connect(pool.name, member.address, vs.timeouts.connect, tls, queue_deadline)
             except BaseException as exc:
                 member.stats.closed()
                 balancer.on_close(member)
                 self.relay.queues.slot_freed(pool.name)
+                if isinstance(exc, SnatRefused):  # no source address: another member would fare no better
+                    self.note(None, str(exc))
+                    return None
                 if not isinstance(exc, UpstreamConnectError):
                     raise
                 LOGGER.debug("member %s/%s: %s", pool.name, member.name, exc)

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import h11
@@ -163,18 +163,27 @@ class MemberTls:
 
 
 PoolKey = tuple[Endpoint, MemberTls | None]
+Opener = Callable[[str, Endpoint, float, "MemberTls | None", float], Awaitable[UpstreamConnection]]
 
 
 class UpstreamPools:
     """Idle keep-alive connections per member endpoint (and TLS setting), newest first out."""
 
-    def __init__(self) -> None:
+    def __init__(self, opener: Opener | None = None) -> None:
         self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
         self.member_tls: dict[str, MemberTls] = {}  # pool name -> its TLS to members; set by the control plane
+        self._open = opener  # how new connections are opened (SNAT sources); None: from the default address
 
     async def acquire(
-        self, endpoint: Endpoint, timeout: float, now: float, tls: MemberTls | None = None
+        self,
+        endpoint: Endpoint,
+        timeout: float,
+        now: float,
+        tls: MemberTls | None = None,
+        pool: str = "",
+        wait_until: float = 0.0,
     ) -> UpstreamConnection:
+        """An idle connection to `endpoint` if a good one is kept, else a new one (for LB pool `pool`)."""
         idle = self._idle.get((endpoint, tls))
         while idle:
             conn = idle.pop()
@@ -182,7 +191,15 @@ class UpstreamPools:
                 conn.reused = True
                 return conn
             await conn.aclose()
-        return await connect(endpoint, timeout, tls)
+        return await self.open(endpoint, timeout, tls, pool, wait_until)
+
+    async def open(
+        self, endpoint: Endpoint, timeout: float, tls: MemberTls | None, pool: str, wait_until: float
+    ) -> UpstreamConnection:
+        """A new connection, from the LB pool's SNAT source when it has one."""
+        if self._open is None:
+            return await connect(endpoint, timeout, tls)
+        return await self._open(pool, endpoint, timeout, tls, wait_until)
 
     def release(self, conn: UpstreamConnection, now: float) -> bool:
         """Puts a connection whose exchange completed cleanly back; False if it cannot be."""
