@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-all bench-picks check lint clean
+.PHONY: run test bench bench-all bench-picks bench-snat check lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-all: $(STAMP)
 
 bench-picks: $(STAMP)
 	$(BIN)/python -m bench.pick_cost
+
+bench-snat: $(STAMP)
+	$(BIN)/python -m bench.snat
 
 clean:
 	rm -rf $(VENV) build *.egg-info

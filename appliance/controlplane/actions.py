@@ -7,13 +7,14 @@ that cannot be written is a 500 that says the change runs but is not kept.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
 
-from appliance.controlplane.operations import Conflict, Invalid, Json, NotFound, NotKept, NotSupported
+from appliance.controlplane.operations import Conflict, Invalid, Json, NotFound, NotKept
 from appliance.controlplane.runtime import Runtime
 from appliance.controlplane.views import member_json, pool_json, status_json
 from appliance.core.config import parse_member
@@ -21,6 +22,15 @@ from appliance.core.model import AdminState, Pool
 from appliance.errors import ConfigError
 
 LOGGER = logging.getLogger("appliance.admin")
+_KIND = {"snat_pools": "SNAT pool", "address_sets": "address set"}
+
+
+def _ip(value: object) -> str:
+    """An IP address literal in its normal spelling (the API's path or body)."""
+    try:
+        return str(ipaddress.ip_address(str(value).strip("[]")))
+    except ValueError:
+        raise Invalid(f"expected an IP address such as 127.0.0.34 or ::1, got {value!r}") from None
 
 SOURCE = "api"
 _STATES = ", ".join(state.value for state in AdminState)
@@ -118,10 +128,30 @@ class ApplianceOperations:
         return member_json(view, trio.current_time(), self.runtime.wall_time)
 
     async def add_address(self, kind: str, name: str, body: Mapping[str, Any]) -> Json:
-        raise NotSupported(f"runtime {kind} changes arrive with SNAT support, which this release does not have yet")
+        self._snat_mutable(kind, name)
+        if set(body) != {"address"}:
+            raise Invalid('the body is {"address": "IP"}')
+        address = _ip(body["address"])
+        try:
+            addresses = self.runtime.add_address(kind, name, address, SOURCE)
+        except KeyError:
+            raise NotFound(f"no {_KIND[kind]} '{name}'") from None
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
+        self._changed()
+        await self._keep()
+        return {"kind": kind, "name": name, "address": address, "addresses": list(addresses)}
 
     async def remove_address(self, kind: str, name: str, address: str) -> Json:
-        raise NotSupported(f"runtime {kind} changes arrive with SNAT support, which this release does not have yet")
+        self._snat_mutable(kind, name)
+        address = _ip(address)
+        try:
+            addresses = self.runtime.remove_address(kind, name, address, SOURCE)
+        except KeyError:
+            raise NotFound(f"{_KIND[kind]} '{name}' has no address {address}") from None
+        self._changed()
+        await self._keep()
+        return {"kind": kind, "name": name, "address": address, "addresses": list(addresses)}
 
     async def reload(self) -> list[str]:
         errors = await self._reload()
@@ -131,6 +161,19 @@ class ApplianceOperations:
         return errors
 
     # ------------------------------------------------------------ internals
+
+    def _snat_mutable(self, kind: str, name: str) -> None:
+        """SNAT pools can be `mutable: false`; an address set is as mutable as every SNAT pool drawing from it."""
+        config = self.runtime.config
+        table = config.snat_pools if kind == "snat_pools" else config.address_sets
+        if name not in table:
+            raise NotFound(f"no {_KIND[kind]} '{name}'")
+        users = [config.snat_pools[name]] if kind == "snat_pools" else [
+            p for p in config.snat_pools.values() if any(d.source == name for d in p.draw)
+        ]  # fmt: skip
+        frozen = [p.name for p in users if not p.mutable]
+        if frozen:
+            raise Conflict(f"SNAT pool {', '.join(frozen)} is not mutable (mutable: false in the config)")
 
     def _mutable(self, pool: str) -> Pool:
         config = self.runtime.config.pools.get(pool)

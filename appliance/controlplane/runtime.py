@@ -271,6 +271,46 @@ class Runtime:
             for name in pool.monitors
         ]
 
+    def add_address(self, kind: str, name: str, address: str, source: str) -> tuple[str, ...]:
+        """Adds a source address to a SNAT pool or address set; the pools drawing from it follow.
+
+        Returns the object's addresses now. Raises KeyError (no such object), ValueError (already there).
+        """
+        current = self.overrides.addresses_of(self.file_config, kind, name)
+        if current is None:
+            raise KeyError(name)
+        if address in current:
+            raise ValueError(f"{address} is already in {kind}.{name}")
+        removed = self.overrides.addresses_removed.get((kind, name), set())
+        if address in removed:
+            removed.discard(address)  # the file's own address, back
+        else:
+            self.overrides.addresses_added.setdefault((kind, name), []).append(address)
+        return self._addresses_changed(kind, name, f"address {address} added", source)
+
+    def remove_address(self, kind: str, name: str, address: str, source: str) -> tuple[str, ...]:
+        """Takes a source address out: no new connections from it; open ones finish.
+
+        Raises KeyError (no such object or address).
+        """
+        current = self.overrides.addresses_of(self.file_config, kind, name)
+        if current is None or address not in current:
+            raise KeyError(address if current is not None else name)
+        added = self.overrides.addresses_added.get((kind, name), [])
+        if address in added:
+            added.remove(address)
+        else:
+            self.overrides.addresses_removed.setdefault((kind, name), set()).add(address)
+        return self._addresses_changed(kind, name, f"address {address} removed (its connections finish)", source)
+
+    def _addresses_changed(self, kind: str, name: str, what: str, source: str) -> tuple[str, ...]:
+        self.config = self.overrides.effective(self.file_config)
+        self._record("snat", source, f"{kind}.{name}: {what}")
+        self._publish()
+        addresses = self.overrides.addresses_of(self.file_config, kind, name)
+        assert addresses is not None
+        return addresses
+
     def member_view(self, pool: str, member: str) -> MemberView:
         view = self.snapshot.pools[pool].by_name.get(member)
         if view is None:  # not yet published: build it from the live state

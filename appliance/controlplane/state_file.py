@@ -47,7 +47,16 @@ def load(path: str, config: Config) -> Overrides:
             why,
             overrides.for_pool(name),
         )
-    return overrides.without_pools(owned) if owned else overrides
+    snat_owned = {
+        name for name, pool in config.snat_pools.items() if (pool.static or not pool.mutable) and overrides.for_snat("snat_pools", name)
+    }
+    for name in sorted(snat_owned):
+        LOGGER.warning(
+            "state file: SNAT pool %s is static or not mutable: its %d runtime change(s) are not re-applied",
+            name,
+            overrides.for_snat("snat_pools", name),
+        )
+    return overrides.without_pools(owned, snat_owned) if owned or snat_owned else overrides
 
 
 def save_json(path: str, overrides: dict[str, Any], node: str) -> None:

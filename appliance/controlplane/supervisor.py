@@ -123,6 +123,7 @@ class Appliance:
         _log_not_yet_supported(config)
         for line in self.runtime.restore(state_file.load(config.appliance.state_file, config)):
             LOGGER.warning("state file: %s", line)
+        self.snat.configure(self.runtime.config)
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as services:
                 self._service_nursery = services
@@ -137,7 +138,7 @@ class Appliance:
                         self.runtime,
                         reload=self.reload,
                         save=self.save_state,
-                        changed=self.monitors.sync,
+                        changed=self._runtime_changed,
                         listening=lambda vs: self.listeners is not None and self.listeners.open_for(vs) > 0,
                         metrics=self._metrics,
                     )
@@ -190,6 +191,11 @@ class Appliance:
     async def _passive_recover_at(self, until: float, pool: str, member: str) -> None:
         await trio.sleep_until(until)
         self.runtime.passive_recover(pool, member)
+
+    def _runtime_changed(self) -> None:
+        """Members or addresses changed at runtime: monitors and SNAT rotations follow."""
+        self.monitors.sync()
+        self.snat.configure(self.runtime.config)
 
     async def save_state(self) -> str | None:
         """Writes the runtime changes to the state file; None, or why it could not.
@@ -276,8 +282,8 @@ class Appliance:
             LOGGER.warning("reload: admin section changed; the admin API keeps its address and token until a restart")
         self.dispatcher.server_tls, self.upstreams.member_tls = server_tls, member_tls
         self.persistences.configure(config.virtual_servers, key)
-        self.snat.configure(config)
-        self.runtime.reload(config)  # its new snapshot closes idle connections to members gone or changed
+        self.runtime.reload(config)
+        self.snat.configure(self.runtime.config)  # the file's SNAT with the runtime changes that stay  # its new snapshot closes idle connections to members gone or changed
         if log_fd is not None:
             self.access_log.reconfigure(log_spec, log_fd)
         self.monitors.sync()

@@ -28,9 +28,13 @@ class Overrides:
     admin: dict[tuple[str, str], tuple[AdminState, str]] = field(default_factory=dict)  # (pool, member) -> state, source
     added: dict[str, dict[str, Member]] = field(default_factory=dict)  # pool -> name -> member, in order added
     removed: dict[str, set[str]] = field(default_factory=dict)  # pool -> names of the file's members taken out
+    # SNAT: (kind, name) -> addresses added / taken out; kind is "snat_pools" or "address_sets"
+    addresses_added: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    addresses_removed: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     def effective(self, config: Config) -> Config:
-        """The config with the members added and removed (admin states are applied by the runtime)."""
+        """The config with the members and addresses added and removed (admin states are applied by the runtime)."""
+        config = self._effective_addresses(config)
         if not self.added and not self.removed:
             return config
         pools = dict(config.pools)
@@ -43,6 +47,25 @@ class Overrides:
             names = {m.name for m in kept}
             pools[name] = dataclasses.replace(pool, members=kept + tuple(m for m in added.values() if m.name not in names))
         return dataclasses.replace(config, pools=pools)
+
+    def _effective_addresses(self, config: Config) -> Config:
+        if not self.addresses_added and not self.addresses_removed:
+            return config
+        sets = {name: dataclasses.replace(s, addresses=self._laid("address_sets", name, s.addresses)) for name, s in config.address_sets.items()}
+        pools = {name: dataclasses.replace(p, addresses=self._laid("snat_pools", name, p.addresses)) for name, p in config.snat_pools.items()}
+        return dataclasses.replace(config, address_sets=sets, snat_pools=pools)
+
+    def _laid(self, kind: str, name: str, addresses: tuple[str, ...]) -> tuple[str, ...]:
+        """`addresses` without those taken out, then those added."""
+        removed = self.addresses_removed.get((kind, name), set())
+        kept = tuple(a for a in addresses if a not in removed)
+        return kept + tuple(a for a in self.addresses_added.get((kind, name), []) if a not in kept)
+
+    def addresses_of(self, config: Config, kind: str, name: str) -> tuple[str, ...] | None:
+        """The effective addresses of a SNAT pool or address set (None: no such object)."""
+        table = getattr(self._effective_addresses(config), kind)
+        entry = table.get(name)
+        return None if entry is None else tuple(entry.addresses)
 
     def superseded_by(self, old: Config, new: Config) -> list[str]:
         """Drops what a reloaded file decides anew; one message per change dropped.
@@ -80,6 +103,22 @@ class Overrides:
                     dropped.append(f"{pool}/{name}: added member replaced by the file's member of that name")
             if not self.added[pool]:
                 del self.added[pool]
+        for (kind, name), addresses in list(self.addresses_added.items()):
+            table = getattr(new, kind)
+            if name not in table:
+                del self.addresses_added[(kind, name)]
+                continue
+            listed = [a for a in addresses if a in table[name].addresses]
+            for address in listed:
+                addresses.remove(address)
+                dropped.append(f"{kind}.{name}: added address {address} is in the file now")
+            if not addresses:
+                del self.addresses_added[(kind, name)]
+        for (kind, name), gone in list(self.addresses_removed.items()):
+            table = getattr(new, kind)
+            gone &= set(table[name].addresses) if name in table else set()
+            if not gone:
+                del self.addresses_removed[(kind, name)]
         return dropped
 
     def for_pool(self, pool: str) -> int:
@@ -90,12 +129,21 @@ class Overrides:
             + len(self.removed.get(pool, set()))
         )
 
-    def without_pools(self, pools: set[str]) -> Overrides:
-        """A copy without the changes to `pools` (the static ones, at start)."""
+    def for_snat(self, kind: str, name: str) -> int:
+        return len(self.addresses_added.get((kind, name), [])) + len(self.addresses_removed.get((kind, name), set()))
+
+    def without_pools(self, pools: set[str], snat_pools: frozenset[str] | set[str] = frozenset()) -> Overrides:
+        """A copy without the changes to `pools` and `snat_pools` (the static ones, at start)."""
         return Overrides(
             admin={key: value for key, value in self.admin.items() if key[0] not in pools},
             added={pool: dict(members) for pool, members in self.added.items() if pool not in pools},
             removed={pool: set(names) for pool, names in self.removed.items() if pool not in pools},
+            addresses_added={
+                key: list(v) for key, v in self.addresses_added.items() if not (key[0] == "snat_pools" and key[1] in snat_pools)
+            },
+            addresses_removed={
+                key: set(v) for key, v in self.addresses_removed.items() if not (key[0] == "snat_pools" and key[1] in snat_pools)
+            },
         )
 
     # ------------------------------------------------------------ the state file's JSON
@@ -111,6 +159,14 @@ class Overrides:
                 {"pool": pool, "member": member_json(member)} for pool, members in self.added.items() for member in members.values()
             ],
             "removed_members": [{"pool": pool, "member": name} for pool, names in self.removed.items() for name in sorted(names)],
+            "added_addresses": [
+                {"kind": kind, "name": name, "address": a} for (kind, name), addresses in self.addresses_added.items() for a in addresses
+            ],
+            "removed_addresses": [
+                {"kind": kind, "name": name, "address": a}
+                for (kind, name), addresses in self.addresses_removed.items()
+                for a in sorted(addresses)
+            ],
         }
 
 
@@ -134,6 +190,16 @@ def _member(config: Config, pool: str, name: str) -> Member | None:
     return found.member(name) if found is not None else None
 
 
+ADDRESS_KINDS = ("snat_pools", "address_sets")
+
+
+def _address_key(row: Mapping[str, Any]) -> tuple[str, str]:
+    kind = str(row["kind"])
+    if kind not in ADDRESS_KINDS:
+        raise ValueError(f"address kind {kind!r}, expected one of {', '.join(ADDRESS_KINDS)}")
+    return kind, str(row["name"])
+
+
 def from_json(data: Mapping[str, Any], parse_member: Any) -> Overrides:
     """Reads the state file's JSON; `parse_member(dict) -> Member` validates added members.
 
@@ -151,6 +217,10 @@ def from_json(data: Mapping[str, Any], parse_member: Any) -> Overrides:
             overrides.added.setdefault(str(row["pool"]), {})[member.name] = member
         for row in data.get("removed_members", []):
             overrides.removed.setdefault(str(row["pool"]), set()).add(str(row["member"]))
+        for row in data.get("added_addresses", []):
+            overrides.addresses_added.setdefault(_address_key(row), []).append(str(row["address"]))
+        for row in data.get("removed_addresses", []):
+            overrides.addresses_removed.setdefault(_address_key(row), set()).add(str(row["address"]))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed entry ({type(exc).__name__}: {exc})") from None
     return overrides

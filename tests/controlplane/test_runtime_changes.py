@@ -185,3 +185,25 @@ def test_a_member_removed_then_added_anew_stays_the_operators_over_reloads_and_r
     again.reload(parse_config(config_text(state=path, a_extra=", ratio: 5"), "t.yaml"))  # the file edits a: it decides
     assert [(m.name, m.address.port, m.ratio) for m in again.snapshot.pools["web"].members] == [("a", 9001, 5), ("b", 9002, 1)]
     assert not again.overrides.added and not again.overrides.removed
+
+
+def test_snat_address_changes_are_kept_and_restored_unless_the_snat_pool_is_static(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.json")
+    text = config_text(state=path) + (
+        "address_sets:\n  dc1: [127.0.0.40, 127.0.0.41]\n"
+        "snat_pools:\n  out: {draw: [{from: dc1, count: 5}], static: false}\n  fixed: {addresses: [127.0.0.50]}\n"
+    )
+    rt = runtime(text)
+    assert rt.add_address("address_sets", "dc1", "127.0.0.42", "api") == ("127.0.0.40", "127.0.0.41", "127.0.0.42")
+    assert rt.remove_address("address_sets", "dc1", "127.0.0.40", "api") == ("127.0.0.41", "127.0.0.42")
+    rt.add_address("snat_pools", "fixed", "127.0.0.51", "api")
+    with pytest.raises(ValueError):
+        rt.add_address("address_sets", "dc1", "127.0.0.41", "api")
+    with pytest.raises(KeyError):
+        rt.remove_address("address_sets", "dc1", "127.0.0.99", "api")
+    state_file.save_json(path, rt.overrides.to_json(), "lb-a")
+    config = parse_config(text, "t.yaml")
+    again = Runtime(config, Clock())
+    again.restore(state_file.load(path, config))
+    assert again.config.address_sets["dc1"].addresses == ("127.0.0.41", "127.0.0.42")
+    assert again.config.snat_pools["fixed"].addresses == ("127.0.0.50",)  # static (the default): re-seeded

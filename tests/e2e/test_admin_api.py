@@ -93,7 +93,7 @@ async def test_each_route_and_its_refusals(nursery: trio.Nursery, tmp_path: Path
             (await client.post("/api/v1/pools/web/members", content=b'{"address": ' + b"[" * 5000 + b"]" * 5000 + b"}"), 400),
             (await client.post("/api/v1/pools/web/members", json={"address": f"127.0.0.1:{members[1].port}"}), 409),
             (await client.put("/api/v1/pools/fixed/members/f1/state", json={"state": "disabled"}), 409),
-            (await client.post("/api/v1/snat_pools/out/addresses", json={"address": "127.0.0.34"}), 501),
+            (await client.post("/api/v1/snat_pools/out/addresses", json={"address": "127.0.0.34"}), 404),
             (await client.put("/api/v1/pools/web/members/m1/state", content=b"{not json"), 400),
         ]
         for response, expected in refusals:

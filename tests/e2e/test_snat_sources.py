@@ -102,3 +102,35 @@ async def test_min_interval_spreads_new_connections_over_identities(nursery: tri
             third = await client.get(f"http://127.0.0.1:{port}/")
     assert sorted(member.sources) == ["127.0.0.30", "127.0.0.31"]
     assert third.status_code == 503 and b"min_interval" in third.content
+
+
+async def test_runtime_address_changes_join_and_drain_and_reach_pools_through_their_set(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    member = await nursery.start(PeerRecorder().serve)
+    port, admin = free_port(), free_port()
+    text = config(tmp_path, port, member.port, "tcp", "{draw: [{from: dc1, count: 3}], static: false}").replace(
+        "address_sets:", f"admin: {{listen: 127.0.0.1:{admin}, token_file: {tmp_path}/admin.token}}\naddress_sets:"
+    ).replace("dc1: [127.0.0.40-127.0.0.44]", "dc1: [127.0.0.40, 127.0.0.41]")
+    async with running_appliance(text) as appliance:
+        token = (tmp_path / "admin.token").read_text().strip()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin}", headers={"Authorization": f"Bearer {token}"}) as api:
+            added = await api.post("/api/v1/address_sets/dc1/addresses", json={"address": "127.0.0.42"})
+            assert added.status_code == 201 and added.json()["addresses"] == ["127.0.0.40", "127.0.0.41", "127.0.0.42"]
+            member.sources.clear()
+            for _ in range(6):
+                await one(port, "tcp")
+            assert collections.Counter(member.sources) == {"127.0.0.40": 2, "127.0.0.41": 2, "127.0.0.42": 2}
+
+            removed = await api.delete("/api/v1/snat_pools/out/addresses/127.0.0.40")
+            assert removed.status_code == 404  # it is the set's address, not the pool's own
+            removed = await api.delete("/api/v1/address_sets/dc1/addresses/127.0.0.40")
+            assert removed.status_code == 200 and "127.0.0.40" not in removed.json()["addresses"]
+            member.sources.clear()
+            for _ in range(4):
+                await one(port, "tcp")
+            assert set(member.sources) == {"127.0.0.41", "127.0.0.42"}
+            assert (await api.post("/api/v1/address_sets/dc1/addresses", json={"address": "127.0.0.41"})).status_code == 409
+            assert (await api.post("/api/v1/address_sets/dc1/addresses", json={"address": "nope"})).status_code == 422
+        events = [e.message for e in appliance.runtime.events if e.kind == "snat"]
+        assert events == ["address_sets.dc1: address 127.0.0.42 added", "address_sets.dc1: address 127.0.0.40 removed (its connections finish)"]
