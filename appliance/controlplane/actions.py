@@ -19,6 +19,7 @@ from appliance.controlplane.runtime import Runtime
 from appliance.controlplane.views import member_json, pool_json, status_json
 from appliance.core.config import parse_member
 from appliance.core.model import AdminState, Pool
+from appliance.core.snat import SnatSelector
 from appliance.errors import ConfigError
 
 LOGGER = logging.getLogger("appliance.admin")
@@ -48,6 +49,7 @@ class ApplianceOperations:
         changed: Callable[[], None],
         listening: Callable[[str], bool],
         metrics: Callable[[str], tuple[bytes, str]],
+        snat: Callable[[], Mapping[str, SnatSelector]] = dict,
     ) -> None:
         self.runtime = runtime
         self._reload = reload
@@ -55,6 +57,7 @@ class ApplianceOperations:
         self._changed = changed  # members added or removed: monitors follow
         self._listening = listening
         self._metrics = metrics
+        self._snat = snat
         self._started = trio.current_time()
 
     # ------------------------------------------------------------ reads
@@ -68,6 +71,7 @@ class ApplianceOperations:
             started=self._started,
             listening=self._listening,
             draining=runtime.draining,
+            snat=self._snat(),
         )
 
     def pool(self, pool: str) -> Json:

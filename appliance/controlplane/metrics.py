@@ -46,8 +46,14 @@ Per virtual server, label ``virtual_server``:
 The process:
   appliance_build_info                     1, labels ``version``, ``node``
   appliance_ha_state                       ``state`` = standalone | init | backup | master | fault
-  appliance_snat_addresses_in_use          SNAT source addresses in use (0 until SNAT exists; the
-                                           series is there so that dashboards can be built now)
+  appliance_snat_addresses_in_use          SNAT source addresses with open connections
+Per SNAT source address, labels ``snat_pool``, ``address`` (``pool`` too where per LB pool):
+  appliance_snat_current_connections       open upstream connections from it
+  appliance_snat_connections_total         upstream connections opened from it
+  appliance_snat_connect_failures_total    connects from it that failed
+  appliance_snat_exhausted_total           times it had no port left toward a member
+  appliance_snat_quarantined               1 while quarantined for that LB pool
+  appliance_snat_refused_total             per SNAT pool and LB pool: connections with no usable source
   appliance_uptime_seconds
   appliance_config_last_reload_success     1 or 0 (absent until the inputs carry a reload outcome)
   appliance_config_last_reload_timestamp_seconds  Unix time of that reload
@@ -59,7 +65,7 @@ the tunnel's bytes toward the client are); in mode tcp, every relayed byte.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -69,6 +75,7 @@ from appliance import __version__
 from appliance.core.health import Health
 from appliance.core.model import AdminState, Mode
 from appliance.core.snapshot import Snapshot
+from appliance.core.snat import SnatSelector
 from appliance.core.stats import RESPONSE_CLASSES, ServerStats
 
 PREFIX = "appliance_"
@@ -98,7 +105,7 @@ class MetricsInputs:
     listeners: Mapping[str, int] | None = None  # virtual server -> sockets listening; None: one per configured endpoint
     reload_ok: bool | None = None  # the outcome of the last load or reload; None: omit both reload series
     reload_at: float | None = None  # when it happened, Unix seconds
-    snat_in_use: int = 0  # SNAT source addresses in use (SNAT is not there yet)
+    snat: Mapping[str, SnatSelector] = field(default_factory=dict)  # SNAT pool -> its selector
 
 
 class ApplianceCollector:
@@ -112,6 +119,7 @@ class ApplianceCollector:
         yield from _members(inputs)
         yield from _pools(inputs.snapshot)
         yield from _virtual_servers(inputs)
+        yield from _snat(inputs)
         yield from _process(inputs)
 
 
@@ -221,6 +229,35 @@ def _virtual_servers(inputs: MetricsInputs) -> Iterator[Metric]:
     yield from (current, sessions, requests, responses, bytes_in, bytes_out, listeners)
 
 
+def _snat(inputs: MetricsInputs) -> Iterator[Metric]:
+    """Per SNAT source address (labels ``snat_pool``, ``address``), and per LB pool for quarantine and refusals."""
+    labels = ["snat_pool", "address"]
+    in_use = GaugeMetricFamily(PREFIX + "snat_addresses_in_use", "SNAT source addresses with open connections.")
+    active = _gauge("snat_current_connections", "Open upstream connections from the address.", labels)
+    total = _counter("snat_connections_total", "Upstream connections opened from the address.", labels)
+    failures = _counter("snat_connect_failures_total", "Connects from the address that failed.", labels)
+    exhausted = _counter("snat_exhausted_total", "Times the address had no port left toward a member.", labels)
+    quarantined = _gauge(
+        "snat_quarantined", "Whether the address is quarantined for the LB pool (1) or usable (0).", [*labels, "pool"]
+    )
+    refused = _counter("snat_refused_total", "Connections refused: no usable source address.", ["snat_pool", "pool"])
+    used = 0
+    for name, selector in inputs.snat.items():
+        for row in selector.stats(inputs.now):
+            key = [name, row.address]
+            used += row.active > 0
+            active.add_metric(key, row.active)
+            total.add_metric(key, row.total)
+            failures.add_metric(key, row.failures)
+            exhausted.add_metric(key, row.exhausted)
+            for lane in row.lanes:
+                quarantined.add_metric([*key, lane.lb_pool], int(lane.quarantined_until is not None))
+        for pool, count in selector.refusals().items():
+            refused.add_metric([name, pool], count)
+    in_use.add_metric([], used)
+    yield from (in_use, active, total, failures, exhausted, quarantined, refused)
+
+
 def _process(inputs: MetricsInputs) -> Iterator[Metric]:
     node = inputs.node if inputs.node is not None else inputs.snapshot.config.appliance.name
     info = InfoMetricFamily(PREFIX + "build", "Version of the appliance and name of this node.", labels=["version", "node"])
@@ -231,9 +268,6 @@ def _process(inputs: MetricsInputs) -> Iterator[Metric]:
     for state in states:
         ha.add_metric([state], 1 if state == inputs.ha_state else 0)
     yield ha
-    yield GaugeMetricFamily(
-        PREFIX + "snat_addresses_in_use", "SNAT source addresses in use (0: SNAT is not implemented yet).", value=inputs.snat_in_use
-    )
     yield GaugeMetricFamily(PREFIX + "uptime_seconds", "Seconds since the appliance started.", value=max(0.0, inputs.now - inputs.started))
     if inputs.reload_ok is not None:
         yield GaugeMetricFamily(

@@ -110,10 +110,45 @@ SCHEMAS: dict[str, Schema] = {
     "AddressBody": _object(
         {"address": {"type": "string", "description": "an IP address such as 127.0.0.34"}}, closed=True
     ),
-    "AddressChange": {
-        "type": "object",
-        "description": "the SNAT pool or address set after the change",
-    },
+    "AddressChange": _object(
+        {
+            "kind": {"type": "string", "description": "snat_pools | address_sets"},
+            "name": _STRING,
+            "address": {"type": "string", "description": "the address added or removed"},
+            "addresses": {"type": "array", "items": _STRING, "description": "its addresses after the change"},
+        }
+    ),
+    "SnatLane": _object(
+        {
+            "pool": {"type": "string", "description": "the LB pool"},
+            "active_connections": _INT,
+            "streak": {"type": "integer", "description": "failed connects in a row"},
+            "quarantined_until": {"type": ["number", "null"], "description": "Unix seconds; null when usable"},
+        }
+    ),
+    "SnatAddress": _object(
+        {
+            "address": _STRING,
+            "draining": {"type": "boolean", "description": "removed at runtime, connections still open"},
+            "active_connections": _INT,
+            "total_connections": _INT,
+            "failures": _INT,
+            "exhausted": {"type": "integer", "description": "times it had no port left toward a member"},
+            "pools": {"type": "array", "items": {"$ref": "#/components/schemas/SnatLane"}},
+        }
+    ),
+    "SnatPool": _object(
+        {
+            "name": _STRING,
+            "min_interval": {"type": "number", "description": "seconds"},
+            "quarantine": _object({"failures": _INT, "for": {"type": "number", "description": "seconds"}}),
+            "static": _BOOL,
+            "mutable": _BOOL,
+            "used_by": {"type": "array", "items": _STRING, "description": "the LB pools drawing from it"},
+            "refused": {"type": "object", "additionalProperties": _INT, "description": "per LB pool"},
+            "addresses": {"type": "array", "items": {"$ref": "#/components/schemas/SnatAddress"}},
+        }
+    ),
     "LastCheck": _object(
         {
             "ok": _BOOL,
@@ -201,6 +236,7 @@ SCHEMAS: dict[str, Schema] = {
             "ha": {"$ref": "#/components/schemas/Ha"},
             "virtual_servers": {"type": "array", "items": {"$ref": "#/components/schemas/VirtualServer"}},
             "pools": {"type": "array", "items": {"$ref": "#/components/schemas/Pool"}},
+            "snat_pools": {"type": "array", "items": {"$ref": "#/components/schemas/SnatPool"}},
         }
     ),
     "Event": _object(

@@ -141,6 +141,7 @@ class Appliance:
                         changed=self._runtime_changed,
                         listening=lambda vs: self.listeners is not None and self.listeners.open_for(vs) > 0,
                         metrics=self._metrics,
+                        snat=lambda: self.snat.selectors,
                     )
                     self.admin = await services.start(AdminServer(config.admin, self.operations).run)
                 LOGGER.info(
@@ -229,6 +230,7 @@ class Appliance:
             listeners=None if listeners is None else {vs: listeners.open_for(vs) for vs in snapshot.config.virtual_servers},
             reload_ok=self._reload_ok,
             reload_at=self._reload_at,
+            snat=self.snat.selectors,
         )
 
     def stop(self) -> None:

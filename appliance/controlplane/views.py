@@ -7,12 +7,13 @@ seconds. Lists keep config order. Every field here is in the OpenAPI document.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from appliance import __version__
 from appliance.core.model import VirtualServer
 from appliance.core.snapshot import MemberView, PoolView, Snapshot
+from appliance.core.snat import SnatSelector
 
 Json = dict[str, Any]
 WallTime = Callable[[float], float]  # monotonic -> wall-clock seconds
@@ -65,6 +66,41 @@ def pool_json(pool: PoolView, now: float, wall: WallTime, draining: Iterable[Mem
     }
 
 
+def snat_json(name: str, selector: SnatSelector, used_by: list[str], now: float, wall: WallTime) -> Json:
+    spec = selector.spec
+    return {
+        "name": name,
+        "min_interval": spec.min_interval,
+        "quarantine": {"failures": spec.quarantine.failures, "for": spec.quarantine.duration},
+        "static": spec.static,
+        "mutable": spec.mutable,
+        "used_by": used_by,
+        "refused": selector.refusals(),
+        "addresses": [
+            {
+                "address": row.address,
+                "draining": row.draining,
+                "active_connections": row.active,
+                "total_connections": row.total,
+                "failures": row.failures,
+                "exhausted": row.exhausted,
+                "pools": [
+                    {
+                        "pool": lane.lb_pool,
+                        "active_connections": lane.active,
+                        "streak": lane.streak,
+                        "quarantined_until": None
+                        if lane.quarantined_until is None
+                        else round(wall(lane.quarantined_until), 3),
+                    }
+                    for lane in row.lanes
+                ],
+            }
+            for row in selector.stats(now)
+        ],
+    }
+
+
 def virtual_server_json(vs: VirtualServer, listening: bool) -> Json:
     return {
         "name": vs.name,
@@ -87,6 +123,7 @@ def status_json(
     started: float,
     listening: Callable[[str], bool],
     draining: Callable[[str], Iterable[MemberView]],
+    snat: Mapping[str, SnatSelector] | None = None,
 ) -> Json:
     config = snapshot.config
     ha = config.ha
@@ -101,4 +138,8 @@ def status_json(
         else {"state": "standalone", "priority": ha.priority, "peers": [str(peer) for peer in ha.peers]},
         "virtual_servers": [virtual_server_json(vs, listening(vs.name)) for vs in config.virtual_servers.values()],
         "pools": [pool_json(pool, now, wall, draining(pool.name)) for pool in snapshot.pools.values()],
+        "snat_pools": [
+            snat_json(name, selector, [p.name for p in config.pools.values() if p.snat == name], now, wall)
+            for name, selector in (snat or {}).items()
+        ],
     }

@@ -130,6 +130,15 @@ async def test_runtime_address_changes_join_and_drain_and_reach_pools_through_th
             for _ in range(4):
                 await one(port, "tcp")
             assert set(member.sources) == {"127.0.0.41", "127.0.0.42"}
+            status = (await api.get("/api/v1/status")).json()
+            (out,) = status["snat_pools"]
+            assert out["name"] == "out" and out["used_by"] == ["web"]
+            rows = {row["address"]: row for row in out["addresses"]}
+            assert "127.0.0.40" not in rows  # removed with no connection open: gone at once
+            assert [rows[a]["total_connections"] for a in ("127.0.0.41", "127.0.0.42")] == [4, 4]
+            assert rows["127.0.0.41"]["pools"][0] == {"pool": "web", "active_connections": 0, "streak": 0, "quarantined_until": None}
+            metrics = (await api.get("/metrics")).text
+            assert 'appliance_snat_connections_total{address="127.0.0.42",snat_pool="out"} 4.0' in metrics
             assert (await api.post("/api/v1/address_sets/dc1/addresses", json={"address": "127.0.0.41"})).status_code == 409
             assert (await api.post("/api/v1/address_sets/dc1/addresses", json={"address": "nope"})).status_code == 422
         events = [e.message for e in appliance.runtime.events if e.kind == "snat"]
