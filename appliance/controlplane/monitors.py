@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import h11
 import trio
@@ -24,30 +24,38 @@ from appliance.core.health import CheckResult
 from appliance.core import checks
 from appliance.core.model import MonitorType, UpstreamTls
 from appliance.dataplane.tls import client_context
-from appliance.dataplane.upstream import MemberTls, connect
-from appliance.errors import UpstreamConnectError
+from appliance.dataplane.snat import SnatSources
+from appliance.dataplane.upstream import MemberTls, UpstreamConnection, connect
+from appliance.errors import UpstreamError
 
 LOGGER = logging.getLogger("appliance.monitors")
 
 JITTER = 0.1  # fraction of the interval; HAProxy's spread-checks suggests 2..5 %, we spread wider
 
 
-async def probe_tcp(target: MonitorTarget, tls: MemberTls | None) -> tuple[bool, str]:
+Opener = Callable[[MonitorTarget, MemberTls | None], Awaitable[UpstreamConnection]]
+
+
+async def _direct(target: MonitorTarget, tls: MemberTls | None) -> UpstreamConnection:
+    return await connect(target.address, target.monitor.timeout, tls)
+
+
+async def probe_tcp(target: MonitorTarget, tls: MemberTls | None, open_: Opener = _direct) -> tuple[bool, str]:
     """A TCP connect, as the data plane makes it; success is an accepted connection."""
     try:
-        conn = await connect(target.address, target.monitor.timeout)
-    except UpstreamConnectError as exc:
+        conn = await open_(target, None)
+    except UpstreamError as exc:  # SNAT's refusals too
         return False, str(exc)
     await conn.aclose()
     return True, "connect ok"
 
 
-async def probe_http(target: MonitorTarget, tls: MemberTls | None) -> tuple[bool, str]:
+async def probe_http(target: MonitorTarget, tls: MemberTls | None, open_: Opener = _direct) -> tuple[bool, str]:
     """One HTTP request (over TLS for `https`) judged by the monitor's `expect`."""
     monitor = target.monitor
     try:
-        conn = await connect(target.address, monitor.timeout, tls)
-    except UpstreamConnectError as exc:
+        conn = await open_(target, tls)
+    except UpstreamError as exc:  # SNAT's refusals too
         return False, str(exc)
     status = 0
     body = bytearray()
@@ -92,8 +100,10 @@ class MonitorSupervisor:
         runtime: Runtime,
         rng: random.Random | None = None,
         member_tls: Callable[[str], MemberTls | None] = lambda pool: None,
+        snat: SnatSources | None = None,
     ) -> None:
         self._runtime = runtime
+        self._snat = snat
         self._member_tls = member_tls
         self._unverified: MemberTls | None = None
         self._rng = rng or random.Random()
@@ -126,13 +136,26 @@ class MonitorSupervisor:
                 started = trio.current_time()
                 tls = self._tls_for(target) if monitor.type is MonitorType.HTTPS else None
                 with trio.move_on_after(monitor.timeout) as timed:
-                    ok, reason = await probe(target, tls)
+                    ok, reason = await probe(target, tls, self._opener(target))
                 if timed.cancelled_caught:
                     ok, reason = False, f"timeout after {monitor.timeout:g}s"
                 now = trio.current_time()
                 self._runtime.record_check(target, CheckResult(ok=ok, reason=reason, latency=now - started, at=now))
                 pause = monitor.interval * (1 - JITTER * self._rng.random())
                 await trio.sleep_until(started + pause)
+
+    def _opener(self, target: MonitorTarget) -> Opener:
+        """Direct, or from the pool's SNAT addresses for a monitor with `snat: true`."""
+        snat = self._snat
+        if not target.monitor.snat or snat is None or snat.for_pool(target.pool) is None:
+            return _direct
+
+        async def via_snat(target: MonitorTarget, tls: MemberTls | None) -> UpstreamConnection:
+            now = trio.current_time()
+            lane = f"{target.pool} (monitor {target.monitor.name})"
+            return await snat.connect(target.pool, target.address, target.monitor.timeout, tls, now, lane)
+
+        return via_snat
 
     def _tls_for(self, target: MonitorTarget) -> MemberTls:
         """The pool's TLS to its members, or (as F5's https monitor) TLS without verification."""

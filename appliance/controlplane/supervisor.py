@@ -106,7 +106,9 @@ class Appliance:
         self.metrics = Metrics(self._metrics_inputs)
         self._reloading = trio.Lock()
         self._saving = trio.Lock()
-        self.monitors = MonitorSupervisor(self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool))
+        self.monitors = MonitorSupervisor(
+            self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool), snat=self.snat
+        )
         self.listeners: Listeners | None = None
         self.operations: ApplianceOperations | None = None
         self.admin: AdminServer | None = None

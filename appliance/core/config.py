@@ -338,7 +338,7 @@ def _admin_listen(ctx: Walk, node: yaml.Node, path: Path) -> str | None:
 
 
 def _monitor(ctx: Walk, node: yaml.Node, path: Path) -> Monitor | None:
-    keys = ("type", "interval", "timeout", "rise", "fall", "send", "expect")
+    keys = ("type", "interval", "timeout", "rise", "fall", "send", "expect", "snat")
     m = mapping(ctx, node, path, keys, required=("type",))
     if m is None:
         return None
@@ -363,6 +363,7 @@ def _monitor(ctx: Walk, node: yaml.Node, path: Path) -> Monitor | None:
         fall=m.get("fall", as_int(1), d["fall"]),
         send=m.get("send", _monitor_send, d["send"]),
         expect=m.get("expect", _monitor_expect, d["expect"]),
+        snat=m.get("snat", as_bool, d["snat"]),
     )
 
 

@@ -151,6 +151,7 @@ class Monitor:
     fall: int = 3
     send: MonitorSend = field(default_factory=MonitorSend)
     expect: MonitorExpect = field(default_factory=MonitorExpect)
+    snat: bool = False  # probes of a pool with `snat` leave from its SNAT addresses (a lane of their own)
 
 
 # ---------------------------------------------------------------- SNAT

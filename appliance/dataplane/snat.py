@@ -63,9 +63,18 @@ class SnatSources:
         return self.selectors.get(name) if name is not None else None
 
     async def connect(
-        self, lb_pool: str, endpoint: Endpoint, timeout: float, tls: MemberTls | None, wait_until: float
+        self,
+        lb_pool: str,
+        endpoint: Endpoint,
+        timeout: float,
+        tls: MemberTls | None,
+        wait_until: float,
+        lane: str | None = None,
     ) -> UpstreamConnection:
         """A new connection to `endpoint`, from a source of `lb_pool`'s SNAT pool when it has one.
+
+        `lane` names the rotation, quarantine and pacing state (default: the LB pool's);
+        monitors use one of their own so probes never take traffic's pacing slots.
 
         Raises:
             SnatRefused: no source address can be used (counted by the selector).
@@ -74,6 +83,7 @@ class SnatSources:
         selector = self.for_pool(lb_pool)
         if selector is None:
             return await connect(endpoint, timeout, tls)
+        lb_pool = lane or lb_pool
         avoid: set[str] = set()
         while True:
             now = trio.current_time()

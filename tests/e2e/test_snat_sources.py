@@ -143,3 +143,18 @@ async def test_runtime_address_changes_join_and_drain_and_reach_pools_through_th
             assert (await api.post("/api/v1/address_sets/dc1/addresses", json={"address": "nope"})).status_code == 422
         events = [e.message for e in appliance.runtime.events if e.kind == "snat"]
         assert events == ["address_sets.dc1: address 127.0.0.42 added", "address_sets.dc1: address 127.0.0.40 removed (its connections finish)"]
+
+
+@pytest.mark.parametrize(("snat", "expected"), [("true", {"127.0.0.30", "127.0.0.31"}), ("false", {"127.0.0.1"})])
+async def test_monitor_probes_leave_from_the_snat_addresses_when_asked(
+    nursery: trio.Nursery, tmp_path: Path, snat: str, expected: set[str]
+) -> None:
+    member = await nursery.start(PeerRecorder().serve)
+    port = free_port()
+    text = config(tmp_path, port, member.port, "tcp", "{addresses: [127.0.0.30, 127.0.0.31]}", extra="    monitors: [port]\n")
+    text += f"monitors:\n  port: {{type: tcp, interval: 100ms, timeout: 100ms, snat: {snat}}}\n"
+    async with running_appliance(text):
+        with trio.fail_after(5):
+            while len(member.sources) < 4:
+                await trio.sleep(0.05)
+    assert set(member.sources) == expected
