@@ -30,7 +30,7 @@ async def test_probes_start_at_once_then_follow_the_interval(autojump_clock: tri
     calls: dict[str, list[float]] = {"a": [], "b": []}
     in_flight = {"a": 0, "b": 0}
 
-    async def probe(target: MonitorTarget, tls: object) -> tuple[bool, str]:
+    async def probe(target: MonitorTarget, tls: object, open_: object = None) -> tuple[bool, str]:
         calls[target.member].append(trio.current_time())
         in_flight[target.member] += 1
         assert in_flight[target.member] == 1  # never two probes of one target at once
