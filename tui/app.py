@@ -9,6 +9,11 @@ the API does not answer, the last data stays on screen, dimmed, under a
 DISCONNECTED header, and the poll is retried with backoff (1, 2, 4, 5, 5 ... s).
 Nothing a poll or an action raises ends the app: errors are shown, never raised.
 
+Two views share the body: the members (the default) and the SNAT addresses;
+`s` switches between them. Both tables are kept current on every poll, so a
+switch shows fresh data at once and each table keeps its own cursor. The
+member actions (e, d, f) work in the members view only.
+
 Requests per second are the difference of a member's `requests` between two
 answers over the difference of their `time` (the server's clock, so the
 client's scheduling jitter does not show); time in state is `time - since`.
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from rich.text import Text
 from textual import on
@@ -39,6 +44,9 @@ POLL_INTERVAL = 1.0  # SPEC §5: refresh about once a second
 MAX_BACKOFF = 5.0  # a lost appliance is retried at least this often
 MIN_DELAY = 0.01  # between the end of one poll and the start of the next, at the least
 EVENT_LINES = 500  # the events pane keeps this many lines
+NO_SNAT = "no SNAT pools configured"
+
+View = Literal["members", "snat"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,9 @@ class ApplianceApp(App[None]):
         Binding("e", "set_state('enabled')", "Enable"),
         Binding("d", "set_state('disabled')", "Disable"),
         Binding("f", "force_offline", "Force offline"),
+        Binding("e,d,f", "members_only", show=False),  # what e, d and f do when the SNAT view is shown
+        Binding("s", "view('snat')", "SNAT"),
+        Binding("s", "view('members')", "Members"),  # the footer shows the one that applies
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("r", "refresh", "Refresh", show=False),
@@ -78,6 +89,8 @@ class ApplianceApp(App[None]):
         self.filter_text = ""
         self.polls = 0  # completed polls, answered or not (tests wait on it)
         self.cells_written = 0  # member-table cells written by the last poll
+        self.snat_cells_written = 0  # SNAT-table cells written by the last poll
+        self.view: View = "members"
         self.status_line = ""  # the last action's result, also notified
         self.event_lines: list[str] = []  # what the events pane shows, plain
         self.display_errors: list[str] = []
@@ -99,6 +112,8 @@ class ApplianceApp(App[None]):
             yield KeyedTable(fmt.VS_COLUMNS, id="virtual-servers")
             yield Static(id="pools")
             yield KeyedTable(fmt.MEMBER_COLUMNS, id="members")
+            yield Static(id="snat-pools")
+            yield KeyedTable(fmt.SNAT_COLUMNS, id="snat")
             yield FilterInput(placeholder="filter: pool, member or address (Enter keeps, Esc clears)", id="filter")
             yield RichLog(id="events", max_lines=EVENT_LINES, wrap=False, markup=False, auto_scroll=True)
         yield Static(id="status")
@@ -109,6 +124,15 @@ class ApplianceApp(App[None]):
         return self.query_one("#members", KeyedTable)
 
     @property
+    def snat_table(self) -> KeyedTable:
+        return self.query_one("#snat", KeyedTable)
+
+    @property
+    def current_table(self) -> KeyedTable:
+        """The table of the view shown: members or SNAT addresses."""
+        return self.snat_table if self.view == "snat" else self.members_table
+
+    @property
     def vs_table(self) -> KeyedTable:
         return self.query_one("#virtual-servers", KeyedTable)
 
@@ -117,6 +141,7 @@ class ApplianceApp(App[None]):
         self.vs_table.show_cursor = False
         self.query_one("#virtual-servers").border_title = "virtual servers"
         self.query_one("#members").border_title = "members"
+        self.query_one("#snat").border_title = "SNAT addresses"
         self.query_one("#events").border_title = "events"
         self.query_one("#filter").display = False
         self.members_table.focus()
@@ -196,6 +221,7 @@ class ApplianceApp(App[None]):
                 self._render_header()
                 self._render_virtual_servers()
                 self._render_members()
+                self._render_snat()
                 self._render_events(events, events_error)
         except Exception as exc:  # noqa: BLE001 - a shape this version does not know: say so, keep running
             message = f"cannot show the answer: {type(exc).__name__}: {exc}"
@@ -290,6 +316,36 @@ class ApplianceApp(App[None]):
             summary.append(f"   showing {len(rows)} of {len(self._rows)} (filter: {self.filter_text})", style="yellow")
         self.query_one("#pools", Static).update(summary)
 
+    def _render_snat(self) -> None:
+        status = self.last_status or {}
+        now = _number(status.get("time"))
+        needle = self.filter_text.lower()
+        snat_pools = status.get("snat_pools") or []
+        rows: dict[str, tuple[fmt.Cell, ...]] = {}
+        total = 0
+        for snat in snat_pools:
+            name = str(snat.get("name", "?"))
+            users = [str(pool) for pool in snat.get("used_by") or []]
+            for address in snat.get("addresses") or []:
+                total += 1
+                where = str(address.get("address", "?"))
+                lanes = [str(lane.get("pool", "")) for lane in address.get("pools") or []]
+                if needle and not any(needle in s.lower() for s in (name, where, *users, *lanes)):
+                    continue
+                rows[f"{name}/{where}"] = fmt.snat_cells(snat, address, now)
+        self.snat_cells_written = self.snat_table.sync(rows)
+        summary = Text(no_wrap=True, overflow="ellipsis")
+        if not snat_pools:
+            summary.append(NO_SNAT, style="dim")
+        for i, snat in enumerate(snat_pools):
+            if i:
+                summary.append("\n")
+            summary.append("SNAT  ", style="bold")
+            summary.append(fmt.snat_summary(snat, now))
+        if needle:
+            summary.append(f"   showing {len(rows)} of {total} (filter: {self.filter_text})", style="yellow")
+        self.query_one("#snat-pools", Static).update(summary)
+
     def _render_events(self, events: list[Json] | None, error: ApiError | None) -> None:
         log = self.query_one("#events", RichLog)
         if error is not None:
@@ -324,6 +380,26 @@ class ApplianceApp(App[None]):
             self.notify(f"{row.pool}/{row.name} was removed and is draining", severity="warning", markup=False)
             return None
         return row
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "view":
+            return bool(parameters) and parameters[0] != self.view  # `s` shows the other view
+        if action in ("set_state", "force_offline"):
+            return True if self.view == "members" else None  # greyed out in the SNAT view
+        if action == "members_only":
+            return self.view != "members"
+        return True
+
+    def action_view(self, view: str) -> None:
+        """Show the members (`members`) or the SNAT addresses (`snat`); each table keeps its cursor."""
+        self.view = "snat" if view == "snat" else "members"
+        self.query_one("#body").set_class(self.view == "snat", "-snat")
+        if not isinstance(self.focused, Input):
+            self.current_table.focus()
+        self.refresh_bindings()
+
+    def action_members_only(self) -> None:
+        self.notify("e, d and f act on members: press s for the members view", severity="warning", markup=False)
 
     def action_set_state(self, state: str) -> None:
         row = self._target()
@@ -384,7 +460,7 @@ class ApplianceApp(App[None]):
         box.value = ""
         box.display = False
         self._set_filter("")
-        self.members_table.focus()
+        self.current_table.focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -395,7 +471,7 @@ class ApplianceApp(App[None]):
         if not event.value:
             self.action_clear_filter()
         else:
-            self.members_table.focus()
+            self.current_table.focus()
 
     def _set_filter(self, value: str) -> None:
         if value == self.filter_text:
@@ -404,6 +480,7 @@ class ApplianceApp(App[None]):
         self._render_header()
         if self.last_status is not None:
             self._render_members()
+            self._render_snat()
 
 
 def _number(value: Any) -> float | None:

@@ -46,6 +46,17 @@ MEMBER_COLUMNS = (
     Column("check", "last check"),
 )
 
+SNAT_COLUMNS = (
+    Column("snat", "SNAT pool"),
+    Column("address", "address"),
+    Column("state", "state"),
+    Column("active", "active", justify="right"),
+    Column("total", "total", justify="right"),
+    Column("failures", "failures", justify="right"),
+    Column("exhausted", "exhausted", justify="right"),
+    Column("pools", "LB pools (open connections)"),
+)
+
 VS_COLUMNS = (
     Column("name", "virtual server"),
     Column("mode", "mode"),
@@ -187,6 +198,106 @@ def vs_cells(vs: Json) -> tuple[Cell, ...]:
         (" / ".join(features), ""),
         (state, VS_STATE_STYLE.get(state, "yellow")),
     )
+
+
+def seconds(value: Any) -> str:
+    """A configured interval: off, 250ms, 10s, 1m30s."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "?"
+    if value <= 0:
+        return "off"
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    if value < 60 and value != int(value):
+        return f"{value:g}s"
+    return duration(value)
+
+
+def quarantines(address: Json, now: float | None) -> list[tuple[str, float]]:
+    """The LB pools this SNAT address is quarantined for at `now`, with until when (Unix seconds)."""
+    out = []
+    for lane in address.get("pools") or []:
+        until = lane.get("quarantined_until")
+        if isinstance(until, (int, float)) and not isinstance(until, bool) and (now is None or until > now):
+            out.append((str(lane.get("pool", "?")), float(until)))
+    return out
+
+
+def snat_state_cell(address: Json, now: float | None) -> Cell:
+    """usable, draining, or quarantined for which LB pool until when (and for how long still)."""
+    held = quarantines(address, now)
+    parts = []
+    for pool, until in held:
+        left = f" ({duration(until - now)})" if now is not None else ""
+        parts.append(f"{pool} until {clock(until)}{left}")
+    quarantined = f"quarantined for {', '.join(parts)}" if parts else ""
+    if address.get("draining"):
+        return ("draining" + (f", {quarantined}" if quarantined else ""), "yellow")
+    if quarantined:
+        return (quarantined, "bold red")
+    streaks = [
+        f"{lane.get('pool', '?')}: {lane['streak']} failed in a row"
+        for lane in address.get("pools") or []
+        if isinstance(lane.get("streak"), int) and lane["streak"] > 0
+    ]
+    if streaks:
+        return (f"usable ({', '.join(streaks)})", "yellow")
+    return ("usable", "green")
+
+
+def snat_pools_cell(snat: Json, address: Json) -> Cell:
+    """The LB pools drawing from the SNAT pool, each with its open connections through this address."""
+    lanes = {str(lane.get("pool", "?")): lane for lane in address.get("pools") or []}
+    names = [str(name) for name in snat.get("used_by") or []]
+    names += [name for name in lanes if name not in names]  # a lane of a pool that no longer uses it
+    parts = []
+    for name in names:
+        active = (lanes.get(name) or {}).get("active_connections")
+        parts.append(f"{name} ({count(active)})" if isinstance(active, int) and active > 0 else name)
+    return (", ".join(parts), "") if parts else ("unused", "dim")
+
+
+def _warn_if_positive(value: Any) -> Cell:
+    text, style = number(value)
+    return (text, "yellow") if isinstance(value, int) and value > 0 else (text, style)
+
+
+def snat_cells(snat: Json, address: Json, now: float | None) -> tuple[Cell, ...]:
+    """One row of the SNAT table, in SNAT_COLUMNS order."""
+    return (
+        (str(snat.get("name", "?")), "bold"),
+        (str(address.get("address", "?")), "dim" if address.get("draining") else ""),
+        snat_state_cell(address, now),
+        number(address.get("active_connections")),
+        number(address.get("total_connections")),
+        _warn_if_positive(address.get("failures")),
+        _warn_if_positive(address.get("exhausted")),
+        snat_pools_cell(snat, address),
+    )
+
+
+def snat_summary(snat: Json, now: float | None = None) -> str:
+    """One line per SNAT pool: addresses, min_interval, quarantine rule, users, refusals."""
+    addresses = snat.get("addresses") or []
+    draining = sum(1 for a in addresses if a.get("draining"))
+    held = sum(1 for a in addresses if quarantines(a, now))
+    current = len(addresses) - draining
+    text = f"{snat.get('name', '?')}: {current} address{'' if current == 1 else 'es'}"
+    if draining:
+        text += f" (+{draining} draining)"
+    if held:
+        text += f", {held} quarantined"
+    text += f" · min_interval {seconds(snat.get('min_interval'))}"
+    rule = snat.get("quarantine") or {}
+    if rule:
+        text += f" · quarantine {rule.get('failures', '?')} failures, {seconds(rule.get('for'))}"
+    used_by = [str(name) for name in snat.get("used_by") or []]
+    text += f" · used by {', '.join(used_by) if used_by else 'no pool'}"
+    refused = {str(pool): n for pool, n in (snat.get("refused") or {}).items() if isinstance(n, int) and n > 0}
+    text += " · refused " + (", ".join(f"{pool} {count(n)}" for pool, n in refused.items()) or "0")
+    if snat.get("mutable") is False:
+        text += " · immutable"
+    return text
 
 
 def ha_text(ha: Json) -> str:

@@ -1,10 +1,13 @@
 """Render the TUI over realistic demo data and save it as an SVG (the README's picture).
 
-    python -m tui.screenshot [OUT]      # default docs/tui.svg
+    python -m tui.screenshot [OUT]                  # default docs/tui.svg
+    python -m tui.screenshot --snat [OUT]           # the SNAT view (`s`); default docs/tui-snat.svg
 
 No appliance is needed: `DemoAdmin` answers like the admin API of a node with
 a few pools, one member down, one ramping up, one disabled and one forced
-offline, and its request counters grow between polls so req/s shows.
+offline, and its request counters grow between polls so req/s shows. Its two
+SNAT pools have an address quarantined for one LB pool, one draining and one
+that ran out of local ports.
 """
 
 from __future__ import annotations
@@ -48,6 +51,67 @@ def _member(name: str, address: str, **fields: Any) -> Json:
     }
     member.update(fields)
     return member
+
+
+def _snat_address(address: str, *lanes: Json, **fields: Any) -> Json:
+    row: Json = {
+        "address": address,
+        "draining": False,
+        "active_connections": 0,
+        "total_connections": 0,
+        "failures": 0,
+        "exhausted": 0,
+        "pools": list(lanes),
+    }
+    row.update(fields)
+    row["active_connections"] = sum(lane["active_connections"] for lane in lanes)
+    return row
+
+
+def _lane(pool: str, active: int = 0, streak: int = 0, quarantined_until: float | None = None) -> Json:
+    return {"pool": pool, "active_connections": active, "streak": streak, "quarantined_until": quarantined_until}
+
+
+def demo_snat_pools() -> list[Json]:
+    return [
+        {
+            "name": "egress",
+            "min_interval": 0.0,
+            "quarantine": {"failures": 3, "for": 30.0},
+            "static": True,
+            "mutable": True,
+            "used_by": ["web", "api"],
+            "refused": {"web": 0, "api": 7},
+            "addresses": [
+                _snat_address(
+                    "10.0.9.1", _lane("web", 22), _lane("api", 5), total_connections=612_004, failures=2
+                ),
+                _snat_address(
+                    "10.0.9.2",
+                    _lane("web", 19),
+                    _lane("api", 0, quarantined_until=T0 + 21.4),
+                    total_connections=598_311,
+                    failures=9,
+                ),
+                _snat_address(
+                    "10.0.9.3", _lane("web", 18), _lane("api", 4, streak=2), total_connections=603_870, failures=4
+                ),
+                _snat_address("10.0.9.9", _lane("web", 2), draining=True, total_connections=88_140),
+            ],
+        },
+        {
+            "name": "db-out",
+            "min_interval": 0.25,
+            "quarantine": {"failures": 5, "for": 60.0},
+            "static": True,
+            "mutable": False,
+            "used_by": ["db"],
+            "refused": {"db": 0},
+            "addresses": [
+                _snat_address("10.0.9.31", _lane("db", 18), total_connections=4_410, exhausted=3),
+            ],
+        },
+    ]
 
 
 def demo_status() -> Json:
@@ -205,6 +269,7 @@ def demo_status() -> Json:
                 ],
             },
         ],
+        "snat_pools": demo_snat_pools(),
     }
 
 
@@ -234,6 +299,10 @@ class DemoAdmin:
                 member["requests"] += RATES.get(member["name"], 0)
                 if member["name"] == "web2":
                     member["ramp"] = min(1.0, member["ramp"] + 0.1)
+        for snat in self.data["snat_pools"]:
+            for row in snat["addresses"]:
+                if not row["draining"]:
+                    row["total_connections"] += row["active_connections"] // 2
         return copy.deepcopy(self.data)
 
     async def events(self) -> list[Json]:
@@ -248,7 +317,8 @@ class DemoAdmin:
         raise LookupError(f"no member {member} in pool {pool}")
 
 
-async def screenshot(out: Path, size: tuple[int, int] = SIZE) -> Path:
+async def screenshot(out: Path, size: tuple[int, int] = SIZE, *, snat: bool = False) -> Path:
+    """Save the members view (or, with `snat`, the SNAT view) of the demo node as an SVG at `out`."""
     app = make_app(DemoAdmin(), interval=0.05)
     async with app.run_test(size=size) as pilot:
         for _ in range(200):  # two answers, so req/s has a previous one to differ from
@@ -256,6 +326,8 @@ async def screenshot(out: Path, size: tuple[int, int] = SIZE) -> Path:
                 break
             await pilot.pause(0.02)
         app.poll_now = lambda: None  # type: ignore[method-assign]  # freeze the picture
+        if snat:
+            await pilot.press("s")
         await pilot.press("down")
         await pilot.pause(0.1)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -265,12 +337,14 @@ async def screenshot(out: Path, size: tuple[int, int] = SIZE) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tui.screenshot", description=__doc__.splitlines()[0])
-    parser.add_argument("out", nargs="?", default="docs/tui.svg", help="SVG to write (default docs/tui.svg)")
+    parser.add_argument("--snat", action="store_true", help="show the SNAT view (s) instead of the members")
+    parser.add_argument("out", nargs="?", help="SVG to write (default docs/tui.svg, with --snat docs/tui-snat.svg)")
     args = parser.parse_args(argv)
+    out = args.out or ("docs/tui-snat.svg" if args.snat else "docs/tui.svg")
     os.environ.setdefault("TZ", "UTC")  # the events' clock times do not depend on where it runs
     if hasattr(time, "tzset"):
         time.tzset()
-    path = asyncio.run(screenshot(Path(args.out)))
+    path = asyncio.run(screenshot(Path(out), snat=args.snat))
     print(f"wrote {path}")
     return 0
 

@@ -128,11 +128,12 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 HELP = (
-    ("↑ ↓  PgUp PgDn", "move between members"),
-    ("e", "enable the member"),
+    ("↑ ↓  PgUp PgDn", "move between members (or SNAT addresses)"),
+    ("s", "switch between the members and the SNAT view (each keeps its cursor)"),
+    ("e", "enable the member (members view)"),
     ("d", "disable the member (drains: no new connections, persistence honoured)"),
     ("f", "force the member offline (asks first; no new connections at all)"),
-    ("/", "filter members by pool, name or address (Enter keeps it, Esc clears)"),
+    ("/", "filter the rows by pool, name or address (Enter keeps it, Esc clears)"),
     ("r", "refresh now"),
     ("?", "this help"),
     ("q", "quit"),
@@ -162,7 +163,15 @@ class HelpScreen(ModalScreen[None]):
         text.append("disabled", style="yellow")
         text.append(" · ")
         text.append("forced_offline", style="bold red")
-        text.append("  (source in brackets)\n\n")
+        text.append("  (source in brackets)\n")
+        text.append("SNAT: ", style="bold")
+        text.append("usable", style="green")
+        text.append(" · ")
+        text.append("draining", style="yellow")
+        text.append(" (removed, its connections finish) · ")
+        text.append("quarantined", style="bold red")
+        text.append(" for an LB pool until a time\n")
+        text.append("      LB pools: those drawing from it, (n) = open connections through it\n\n")
         text.append("Esc, ? or q closes this help.", style="dim")
         with Vertical(id="help"):
             yield Static(text)

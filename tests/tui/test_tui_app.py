@@ -14,18 +14,22 @@ from typing import Any
 import pytest
 from textual.widgets import Static
 from tui_fakes import (
+    QUARANTINED_UNTIL,
     FakeAdmin,
     cell_style,
     cell_text,
     member,
     notifications,
     row_keys,
+    snat_keys,
+    snat_text,
     wait_for,
 )
 
-from tui.app import ApplianceApp, make_app
+from tui import format as fmt
+from tui.app import NO_SNAT, ApplianceApp, make_app
 from tui.client import ApiError, Unreachable
-from tui.widgets import ConfirmScreen, HelpScreen
+from tui.widgets import HELP, ConfirmScreen, HelpScreen
 
 SIZE = (140, 40)
 FAST = 0.2  # poll interval in these tests (faster only slows Pilot, which waits for an idle screen)
@@ -408,3 +412,185 @@ def test_an_answer_of_an_unknown_shape_is_reported_not_raised() -> None:
             assert app.display_errors and "cannot show the answer" in app.status_line
 
     run(scenario)
+
+
+# ------------------------------------------------------------------ the SNAT view (`s`)
+
+
+def snat_summary(app: ApplianceApp) -> str:
+    return str(app.query_one("#snat-pools", Static).content)
+
+
+def test_s_shows_the_snat_addresses_with_their_states_and_s_again_the_members() -> None:
+    async def scenario() -> None:
+        app = make_app(FakeAdmin(), interval=FAST)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(app, pilot)
+            assert app.view == "members" and app.members_table.display and not app.snat_table.display
+            assert app.check_action("view", ("snat",)) and not app.check_action("view", ("members",))  # footer: SNAT
+            await pilot.press("s")
+            assert app.view == "snat" and app.snat_table.display and not app.members_table.display
+            assert app.focused is app.snat_table
+            assert app.check_action("view", ("members",)) and not app.check_action("view", ("snat",))  # footer: Members
+            assert app.check_action("set_state", ("enabled",)) is None  # greyed out in the footer
+            assert snat_keys(app) == ["out/10.9.0.1", "out/10.9.0.2", "out/10.9.0.3", "egress/10.9.1.1"]
+
+            now = float(app.last_status["time"])  # type: ignore[index]
+            assert snat_text(app, "out/10.9.0.1", "state") == "usable"
+            assert "green" in str(app.snat_table.get_cell("out/10.9.0.1", "state").style)
+            assert snat_text(app, "out/10.9.0.1", "active") == "4"
+            assert snat_text(app, "out/10.9.0.1", "total") == "120"
+            assert snat_text(app, "out/10.9.0.1", "pools") == "web (4)"  # web has 4 open through it
+            quarantined = snat_text(app, "out/10.9.0.2", "state")  # for which pool, until when, how long still
+            left = fmt.duration(QUARANTINED_UNTIL - now)
+            assert quarantined == f"quarantined for web until {fmt.clock(QUARANTINED_UNTIL)} ({left})"
+            assert "red" in str(app.snat_table.get_cell("out/10.9.0.2", "state").style)
+            assert snat_text(app, "out/10.9.0.2", "failures") == "3"
+            assert snat_text(app, "out/10.9.0.3", "state") == "draining"
+            assert snat_text(app, "out/10.9.0.3", "active") == "1"
+            assert snat_text(app, "egress/10.9.1.1", "exhausted") == "2"
+            assert snat_text(app, "egress/10.9.1.1", "pools") == "api"
+            summary = snat_summary(app).splitlines()
+            assert len(summary) == 2
+            assert "out: 2 addresses (+1 draining), 1 quarantined" in summary[0]
+            assert "min_interval off" in summary[0] and "refused web 2" in summary[0] and "used by web" in summary[0]
+            assert "min_interval 500ms" in summary[1] and "refused 0" in summary[1] and "immutable" in summary[1]
+
+            await pilot.press("s")
+            assert app.view == "members" and app.members_table.display and not app.snat_table.display
+            assert app.focused is app.members_table
+            assert app.display_errors == []
+
+    run(scenario)
+
+
+def test_the_snat_counters_update_on_the_next_poll_by_their_changed_cells_only() -> None:
+    async def scenario() -> None:
+        fake = FakeAdmin(tick=0.0)  # the clock stands still: the quarantine countdown does not move
+        app = make_app(fake, interval=FAST)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(app, pilot, polls=2)
+            await pilot.press("s")
+            table = app.snat_table
+            writes: list[tuple[str, str]] = []
+            structural: list[str] = []
+            update_cell = table.update_cell
+
+            def counting(row_key: Any, column_key: Any, value: Any, **kw: Any) -> None:
+                writes.append((str(row_key), str(column_key)))
+                update_cell(row_key, column_key, value, **kw)
+
+            table.update_cell = counting  # type: ignore[method-assign]
+            for name in ("add_row", "remove_row", "clear"):
+                original = getattr(table, name)
+
+                def spy(*a: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
+                    structural.append(_name)
+                    return _original(*a, **kw)
+
+                setattr(table, name, spy)
+            await started(app, pilot, polls=app.polls + 3)
+            assert writes == [] and structural == [] and app.snat_cells_written == 0
+
+            fake.snat("out", "10.9.0.1").update(active_connections=5, total_connections=121)
+            await wait_for(pilot, lambda: writes, what="a cell write")
+            await started(app, pilot, polls=app.polls + 2)
+            assert sorted(writes) == [("out/10.9.0.1", "active"), ("out/10.9.0.1", "total")]
+            assert snat_text(app, "out/10.9.0.1", "active") == "5" and snat_text(app, "out/10.9.0.1", "total") == "121"
+
+            writes.clear()
+            fake.data["time"] = QUARANTINED_UNTIL + 1  # the quarantine has run out
+            await wait_for(pilot, lambda: snat_text(app, "out/10.9.0.2", "state") == "usable", what="the release")
+            assert writes == [("out/10.9.0.2", "state")]
+            assert structural == []
+            assert "quarantined" not in snat_summary(app)
+
+    run(scenario)
+
+
+def test_member_actions_do_nothing_in_the_snat_view_but_say_how_to_switch_back() -> None:
+    async def scenario() -> None:
+        fake = FakeAdmin()
+        app = make_app(fake, interval=FAST)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(app, pilot)
+            await pilot.press("s", "e", "d", "f")
+            await pilot.pause(0.2)
+            assert fake.calls == [] and not isinstance(app.screen, ConfirmScreen)
+            messages = [message for message, severity in notifications(app) if severity == "warning"]
+            assert messages and all("press s for the members view" in message for message in messages)
+            await pilot.press("s", "d")  # back in the members view, d acts again
+            await wait_for(pilot, lambda: fake.calls, what="set_state")
+            assert fake.calls == [("set_state", "web", "web1", "disabled")]
+
+    run(scenario)
+
+
+def test_without_snat_pools_the_view_says_none_are_configured() -> None:
+    async def scenario() -> None:
+        for snat_pools in (None, []):
+            fake = FakeAdmin()
+            if snat_pools is None:
+                del fake.data["snat_pools"]  # an appliance that does not report them
+            else:
+                fake.data["snat_pools"] = snat_pools
+            app = make_app(fake, interval=FAST)
+            async with app.run_test(size=SIZE) as pilot:
+                await started(app, pilot)
+                await pilot.press("s")
+                await started(app, pilot, polls=app.polls + 1)
+                assert snat_summary(app) == NO_SNAT == "no SNAT pools configured"
+                assert app.snat_table.row_count == 0 and app.display_errors == []
+                await pilot.press("d")  # no row and no member action: a message, not a crash
+                await pilot.pause(0.1)
+                assert fake.calls == [] and app.is_running
+
+    run(scenario)
+
+
+def test_switching_views_keeps_each_cursor() -> None:
+    async def scenario() -> None:
+        fake = FakeAdmin()
+        app = make_app(fake, interval=FAST)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(app, pilot)
+            await pilot.press("down", "down")
+            assert app.members_table.selected_key == "web/web3"
+            await pilot.press("s", "down")
+            assert app.snat_table.selected_key == "out/10.9.0.2"
+            await started(app, pilot, polls=app.polls + 2)  # polls in the SNAT view move neither cursor
+            await pilot.press("s")
+            assert app.focused is app.members_table and app.members_table.selected_key == "web/web3"
+            await pilot.press("d")  # acts on the member the cursor was left on
+            await wait_for(pilot, lambda: fake.calls, what="set_state")
+            assert fake.calls == [("set_state", "web", "web3", "disabled")]
+            await pilot.press("s")
+            assert app.snat_table.selected_key == "out/10.9.0.2"
+
+    run(scenario)
+
+
+def test_the_filter_narrows_the_snat_rows_too() -> None:
+    async def scenario() -> None:
+        app = make_app(FakeAdmin(), interval=FAST)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(app, pilot)
+            await pilot.press("s", "slash", *"egress")  # by SNAT pool; an s typed in the box is text, not a switch
+            assert app.view == "snat" and app.filter_text == "egress"
+            assert snat_keys(app) == ["egress/10.9.1.1"]
+            assert "showing 1 of 4 (filter: egress)" in snat_summary(app)
+            await pilot.press(*["backspace"] * 6, *"api")  # by the LB pool drawing from it
+            assert snat_keys(app) == ["egress/10.9.1.1"]
+            assert row_keys(app) == ["api/api1"]  # the members are narrowed as well, for the way back
+            await pilot.press("enter")
+            assert app.focused is app.snat_table
+            await pilot.press("escape")
+            assert len(snat_keys(app)) == 4 and app.focused is app.snat_table
+            await pilot.press("slash", *"0.2", "enter")  # by address
+            assert snat_keys(app) == ["out/10.9.0.2"]
+
+    run(scenario)
+
+
+def test_the_help_lists_the_snat_view_key() -> None:
+    assert ("s", "switch between the members and the SNAT view (each keeps its cursor)") in HELP

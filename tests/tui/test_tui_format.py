@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tui_fakes import T0, member
+from tui_fakes import T0, demo_snat_pools, lane, member, snat_address
 
 from tui import format as fmt
 
@@ -127,3 +127,58 @@ def test_new_events_are_those_after_the_last_shown() -> None:
     plain, parts = fmt.event_line({"at": T0, "kind": "admin", "source": "web/a", "message": "-> disabled (api)"})
     assert plain.endswith("admin   web/a -> disabled (api)")
     assert plain == "".join(text for text, _ in parts)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(0, "off"), (0.0, "off"), (0.25, "250ms"), (1.5, "1.5s"), (10, "10s"), (30.0, "30s"),
+                        (90, "1m30s"), (None, "?"), (True, "?")],
+)  # fmt: skip
+def test_seconds(value: object, text: str) -> None:
+    assert fmt.seconds(value) == text
+
+
+def test_snat_states() -> None:
+    until = T0 + 42
+    at = fmt.clock(until)
+    assert fmt.snat_state_cell(snat_address("a", lane("web")), T0) == ("usable", "green")
+    held = snat_address("a", lane("web", quarantined_until=until), lane("api"))
+    assert fmt.snat_state_cell(held, T0) == (f"quarantined for web until {at} (42s)", "bold red")
+    assert fmt.snat_state_cell(held, None) == (f"quarantined for web until {at}", "bold red")  # no server time
+    assert fmt.snat_state_cell(held, until) == ("usable", "green")  # it has run out
+    both = snat_address("a", lane("web", quarantined_until=until), lane("api", quarantined_until=T0 + 5))
+    assert fmt.snat_state_cell(both, T0)[0] == f"quarantined for web until {at} (42s), api until {fmt.clock(T0 + 5)} (5s)"
+    assert fmt.snat_state_cell(snat_address("a", draining=True), T0) == ("draining", "yellow")
+    assert fmt.snat_state_cell(snat_address("a", lane("web", quarantined_until=until), draining=True), T0) == (
+        f"draining, quarantined for web until {at} (42s)",
+        "yellow",
+    )
+    streak = snat_address("a", lane("web", streak=2), lane("api"))
+    assert fmt.snat_state_cell(streak, T0) == ("usable (web: 2 failed in a row)", "yellow")
+
+
+def test_a_snat_row() -> None:
+    out = demo_snat_pools()[0]
+    cells = fmt.snat_cells(out, out["addresses"][0], T0)
+    assert len(cells) == len(fmt.SNAT_COLUMNS)
+    assert [text for text, _ in cells] == ["out", "10.9.0.1", "usable", "4", "120", "0", "0", "web (4)"]
+    quarantined = fmt.snat_cells(out, out["addresses"][1], T0)
+    assert quarantined[5] == ("3", "yellow")  # failures
+    assert fmt.snat_cells(out, out["addresses"][2], T0)[1] == ("10.9.0.3", "dim")  # draining
+    gone = dict(out, used_by=[])  # a lane of an LB pool that no longer uses it still shows its connections
+    assert fmt.snat_pools_cell(gone, out["addresses"][0]) == ("web (4)", "")
+    assert fmt.snat_pools_cell(gone, snat_address("b")) == ("unused", "dim")
+    assert fmt.snat_cells(out, snat_address("b", exhausted=1_234_567), T0)[6] == ("1.2M", "yellow")
+
+
+def test_snat_summaries() -> None:
+    out, egress = demo_snat_pools()
+    assert fmt.snat_summary(out, T0) == (
+        "out: 2 addresses (+1 draining), 1 quarantined · min_interval off · quarantine 3 failures, 30s"
+        " · used by web · refused web 2"
+    )
+    assert fmt.snat_summary(egress, T0) == (
+        "egress: 1 address · min_interval 500ms · quarantine 5 failures, 1m00s · used by api · refused 0 · immutable"
+    )
+    assert fmt.snat_summary({"name": "x", "refused": {"a": 0, "b": 3}}) == (
+        "x: 0 addresses · min_interval ? · used by no pool · refused b 3"
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tui_fakes import cell_text, notifications, row_keys, wait_for
+from tui_fakes import cell_text, notifications, row_keys, snat_keys, snat_text, wait_for
 
 from tui.app import ApplianceApp, make_app
 from tui.format import admin_cell
@@ -102,7 +102,7 @@ class Appliance:
 @pytest.fixture
 def appliance(tmp_path: Path) -> Iterator[Appliance]:
     ports = [free_port() for _ in range(4)]
-    admin_port, vs_port = free_port(), free_port()
+    admin_port, vs_port, db_port = free_port(), free_port(), free_port()
     conf = tmp_path / "appliance.yaml"
     conf.write_text(f"""\
 appliance: {{name: tui-e2e, state_file: {tmp_path}/state.json, shutdown_grace: 1s, log: {{access: off}}}}
@@ -115,10 +115,14 @@ pools:
       - {{address: 127.0.0.1:{ports[2]}, name: m3}}
   fixed:
     mutable: false
+    snat: out
     members:
       - {{address: 127.0.0.1:{ports[3]}, name: f1}}
+snat_pools:
+  out: {{addresses: [127.0.0.30, 127.0.0.31]}}
 virtual_servers:
   web: {{listen: [127.0.0.1:{vs_port}], pool: web}}
+  db: {{listen: [127.0.0.1:{db_port}], mode: tcp, pool: fixed}}
 """)
     running = Appliance(
         conf, f"http://127.0.0.1:{admin_port}", admin_port, tmp_path / "admin.token", tmp_path / "appliance.log", ports
@@ -152,10 +156,30 @@ def test_the_table_shows_the_real_members(appliance: Appliance) -> None:
             assert cell_text(app, "web/m1", "health") == "unchecked"
             assert cell_text(app, "web/m1", "admin") == "enabled"
             assert cell_text(app, "web/m1", "check") == "no monitor"
-            assert list(app.vs_table.shown) == ["web"]
+            assert list(app.vs_table.shown) == ["web", "db"]
             header = str(app.query_one("#header").content)  # type: ignore[attr-defined]
             assert "tui-e2e" in header and "standalone" in header and "live" in header
             assert app.display_errors == []
+
+    asyncio.run(scenario())
+
+
+def test_the_snat_view_shows_the_real_snat_addresses(appliance: Appliance) -> None:
+    async def scenario() -> None:
+        app = tui(appliance)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(app, pilot)
+            await pilot.press("s")
+            await wait_for(pilot, lambda: len(snat_keys(app)) == 2, timeout=10, what="the SNAT rows")
+            assert snat_keys(app) == ["out/127.0.0.30", "out/127.0.0.31"]
+            for key in snat_keys(app):  # no traffic yet: usable, nothing counted
+                assert snat_text(app, key, "state") == "usable"
+                assert [snat_text(app, key, c) for c in ("active", "total", "failures", "exhausted")] == ["0"] * 4
+                assert snat_text(app, key, "pools") == "fixed"
+            summary = str(app.query_one("#snat-pools").content)  # type: ignore[attr-defined]
+            assert summary.startswith("SNAT  out: 2 addresses") and "used by fixed" in summary
+            await pilot.press("s")
+            assert app.members_table.selected_key == "web/m1" and app.display_errors == []
 
     asyncio.run(scenario())
 

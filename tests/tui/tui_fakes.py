@@ -38,6 +38,61 @@ def member(name: str, address: str, **fields: Any) -> Json:
     return base
 
 
+def snat_address(address: str, *lanes: Json, **fields: Any) -> Json:
+    base: Json = {
+        "address": address,
+        "draining": False,
+        "active_connections": 0,
+        "total_connections": 0,
+        "failures": 0,
+        "exhausted": 0,
+        "pools": list(lanes),
+    }
+    base.update(fields)
+    return base
+
+
+def lane(pool: str, active: int = 0, streak: int = 0, quarantined_until: float | None = None) -> Json:
+    return {"pool": pool, "active_connections": active, "streak": streak, "quarantined_until": quarantined_until}
+
+
+QUARANTINED_UNTIL = T0 + 60  # 10.9.0.2 is quarantined for pool web until then
+
+
+def demo_snat_pools() -> list[Json]:
+    return [
+        {
+            "name": "out",
+            "min_interval": 0.0,
+            "quarantine": {"failures": 3, "for": 30.0},
+            "static": True,
+            "mutable": True,
+            "used_by": ["web"],
+            "refused": {"web": 2},
+            "addresses": [
+                snat_address("10.9.0.1", lane("web", active=4), active_connections=4, total_connections=120),
+                snat_address(
+                    "10.9.0.2",
+                    lane("web", streak=0, quarantined_until=QUARANTINED_UNTIL),
+                    total_connections=30,
+                    failures=3,
+                ),
+                snat_address("10.9.0.3", lane("web", active=1), draining=True, active_connections=1, total_connections=9),
+            ],
+        },
+        {
+            "name": "egress",
+            "min_interval": 0.5,
+            "quarantine": {"failures": 5, "for": 60.0},
+            "static": True,
+            "mutable": False,
+            "used_by": ["api"],
+            "refused": {},
+            "addresses": [snat_address("10.9.1.1", exhausted=2)],
+        },
+    ]
+
+
 def demo_status() -> Json:
     return {
         "node": "lb-a",
@@ -102,6 +157,7 @@ def demo_status() -> Json:
                 "draining": [],
             },
         ],
+        "snat_pools": demo_snat_pools(),
     }
 
 
@@ -136,6 +192,14 @@ class FakeAdmin:
 
     def bump(self, pool: str, name: str, **fields: Any) -> None:
         self.find(pool, name).update(fields)
+
+    def snat(self, snat_pool: str, address: str) -> Json:
+        for p in self.data.get("snat_pools") or []:
+            if p["name"] == snat_pool:
+                for a in p["addresses"]:
+                    if a["address"] == address:
+                        return a  # type: ignore[no-any-return]
+        raise KeyError(f"no address {address} in SNAT pool {snat_pool}")
 
     async def _enter(self) -> None:
         self.in_flight += 1
@@ -186,6 +250,15 @@ async def wait_for(pilot: Any, predicate: Callable[[], bool], timeout: float = 5
 def cell_text(app: Any, key: str, column: str) -> str:
     """The plain text of one member-table cell."""
     return str(app.members_table.get_cell(key, column).plain)
+
+
+def snat_text(app: Any, key: str, column: str) -> str:
+    """The plain text of one SNAT-table cell (rows keyed `snat/address`)."""
+    return str(app.snat_table.get_cell(key, column).plain)
+
+
+def snat_keys(app: Any) -> list[str]:
+    return list(app.snat_table.shown)
 
 
 def cell_style(app: Any, key: str, column: str) -> str:
