@@ -137,6 +137,21 @@ class Runtime:
         self._publish()
         return stale
 
+    def adopt_overrides(self, overrides: Overrides, source: str) -> None:
+        """Takes the runtime changes a peer sent (HA state sync): they replace ours, as the master's are the truth."""
+        overrides.superseded_by(self.file_config, self.file_config)  # what names pools or members we do not have
+        for key, (state, _) in overrides.admin.items():
+            overrides.admin[key] = (state, source)
+        before = {key: state.admin_state for key, state in self._members.items()}
+        self.overrides = overrides
+        self.config = overrides.effective(self.file_config)
+        self._adopt(self.config, source=source)
+        for key, member in self._members.items():
+            if key not in before:
+                member.admin_source = source
+        self._record("sync", source, "runtime changes taken from the peer")
+        self._publish()
+
     def set_admin_state(self, pool: str, member: str, state: AdminState, source: str) -> MemberView:
         """An operator's admin state for one member (enabled, disabled, forced_offline).
 

@@ -48,11 +48,23 @@ from appliance.dataplane.upstream import UpstreamPools
 from appliance.errors import ConfigError, StartError
 
 LOGGER = logging.getLogger("appliance.supervisor")
+BIND_RETRY = 0.05  # seconds between tries to bind the governed listeners after a takeover
 
 
-def wanted_listeners(config: Config) -> Mapping[Endpoint, str]:
-    """Endpoint -> virtual server name."""
-    return {endpoint: vs.name for vs in config.virtual_servers.values() for endpoint in vs.endpoints}
+def wanted_listeners(config: Config, master: bool = True) -> Mapping[Endpoint, str]:
+    """Endpoint -> virtual server name; without the HA-governed ones unless this node is master."""
+    skip = set() if master else governed(config)
+    return {
+        endpoint: vs.name for vs in config.virtual_servers.values() if vs.name not in skip for endpoint in vs.endpoints
+    }
+
+
+def governed(config: Config) -> set[str]:
+    """The virtual servers bound only while this node is HA master (`ha.virtual_servers`)."""
+    if config.ha is None:
+        return set()
+    names = config.ha.virtual_servers
+    return set(config.virtual_servers) if names is None else set(names)
 
 
 class Appliance:
@@ -110,6 +122,7 @@ class Appliance:
             self.runtime, member_tls=lambda pool: self.upstreams.member_tls.get(pool), snat=self.snat
         )
         self.listeners: Listeners | None = None
+        self.is_master = config.ha is None  # HA: governed virtual servers listen only while master
         self.operations: ApplianceOperations | None = None
         self.admin: AdminServer | None = None
         self._service_nursery: trio.Nursery | None = None
@@ -133,7 +146,7 @@ class Appliance:
                 self.dispatcher.server_tls, self.upstreams.member_tls = contexts_for(config)
                 self.persistences.configure(config.virtual_servers, persistence_key(config))
                 self.listeners = Listeners(connections, self.dispatcher.serve)
-                await self.listeners.apply(wanted_listeners(config), services)
+                await self.listeners.apply(wanted_listeners(config, self.is_master), services)
                 await services.start(self.monitors.run)
                 if config.admin.enabled:
                     self.operations = ApplianceOperations(
@@ -194,6 +207,25 @@ class Appliance:
     async def _passive_recover_at(self, until: float, pool: str, member: str) -> None:
         await trio.sleep_until(until)
         self.runtime.passive_recover(pool, member)
+
+    async def set_master(self, master: bool) -> None:
+        """HA: binds the governed listeners, or closes them (their connections finish).
+
+        Binding is retried while it fails: at a takeover the old master may still
+        hold the addresses for a moment (on one host), or they are being added.
+        """
+        self.is_master = master
+        assert self.listeners is not None and self._service_nursery is not None
+        warned = False
+        while self.is_master is master:
+            try:
+                await self.listeners.apply(wanted_listeners(self.runtime.file_config, master), self._service_nursery)
+                return
+            except StartError as exc:
+                if not warned:
+                    LOGGER.warning("ha: cannot listen on every governed address yet (%s); retrying", exc)
+                    warned = True
+                await trio.sleep(BIND_RETRY)
 
     def _runtime_changed(self) -> None:
         """Members or addresses changed at runtime: monitors and SNAT rotations follow."""
@@ -275,7 +307,7 @@ class Appliance:
             key = persistence_key(config)
             if log_spec != self.access_log.spec:
                 log_fd = open_target(log_spec)
-            await self.listeners.apply(wanted_listeners(config), self._service_nursery)
+            await self.listeners.apply(wanted_listeners(config, self.is_master), self._service_nursery)
         except StartError as exc:
             if log_fd is not None and log_spec.access not in ("stderr", "off"):
                 os.close(log_fd)
