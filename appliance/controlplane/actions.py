@@ -50,14 +50,16 @@ class ApplianceOperations:
         listening: Callable[[str], bool],
         metrics: Callable[[str], tuple[bytes, str]],
         snat: Callable[[], Mapping[str, SnatSelector]] = dict,
+        ha: Callable[[], Json | None] = lambda: None,
     ) -> None:
         self.runtime = runtime
         self._reload = reload
         self._save = save
-        self._changed = changed  # members added or removed: monitors follow
+        self._changed = changed  # after every change: monitors, SNAT and the HA peer follow
         self._listening = listening
         self._metrics = metrics
         self._snat = snat
+        self._ha = ha
         self._started = trio.current_time()
 
     # ------------------------------------------------------------ reads
@@ -72,6 +74,7 @@ class ApplianceOperations:
             listening=self._listening,
             draining=runtime.draining,
             snat=self._snat(),
+            ha_view=self._ha(),
         )
 
     def pool(self, pool: str) -> Json:
@@ -104,6 +107,7 @@ class ApplianceOperations:
             view = self.runtime.set_admin_state(pool, member, state, SOURCE)
         except KeyError:
             raise NotFound(f"pool {pool} has no member '{member}'") from None
+        self._changed()
         await self._keep()
         return member_json(view, trio.current_time(), self.runtime.wall_time)
 

@@ -430,6 +430,10 @@ class Runtime:
         for subscriber in self.subscribers:
             subscriber(self.snapshot)
 
+    def record(self, kind: str, source: str, message: str) -> None:
+        """An event from elsewhere in the control plane (HA transitions)."""
+        self._record(kind, source, message)
+
     def _record(self, kind: str, source: str, message: str) -> None:
         LOGGER.info("%s", message)
         self.events.append(Event(at=self.wall_time(self._clock()), kind=kind, source=source, message=message))

@@ -23,11 +23,12 @@ from appliance import __version__
 from appliance.controlplane import state_file
 from appliance.controlplane.actions import ApplianceOperations
 from appliance.controlplane.admin import AdminServer
+from appliance.controlplane.heartbeat import Heartbeat, vip_addresses
 from appliance.controlplane.keys import persistence_key
 from appliance.controlplane.metrics import Metrics, MetricsInputs
 from appliance.controlplane.monitors import MonitorSupervisor
 from appliance.controlplane.runtime import Runtime
-from appliance.core.config import load_config
+from appliance.core.config import load_config, parse_member
 from appliance.core.health import Health
 from appliance.core.model import AdminState, Config, Endpoint
 from appliance.core.overrides import Overrides
@@ -124,6 +125,7 @@ class Appliance:
         self.listeners: Listeners | None = None
         self.is_master = config.ha is None  # HA: governed virtual servers listen only while master
         self.operations: ApplianceOperations | None = None
+        self.ha: Heartbeat | None = None
         self.admin: AdminServer | None = None
         self._service_nursery: trio.Nursery | None = None
         self._stop = trio.Event()
@@ -148,6 +150,16 @@ class Appliance:
                 self.listeners = Listeners(connections, self.dispatcher.serve)
                 await self.listeners.apply(wanted_listeners(config, self.is_master), services)
                 await services.start(self.monitors.run)
+                if config.ha is not None:
+                    self.ha = Heartbeat(
+                        config,
+                        self.runtime,
+                        set_master=self.set_master,
+                        vips=lambda: vip_addresses(self.runtime.file_config, governed(self.runtime.file_config)),
+                        synced=self._peer_changes_applied,
+                        parse_member=parse_member,
+                    )
+                    await services.start(self.ha.run)
                 if config.admin.enabled:
                     self.operations = ApplianceOperations(
                         self.runtime,
@@ -157,6 +169,7 @@ class Appliance:
                         listening=lambda vs: self.listeners is not None and self.listeners.open_for(vs) > 0,
                         metrics=self._metrics,
                         snat=lambda: self.snat.selectors,
+                        ha=lambda: self.ha.view() if self.ha is not None else None,
                     )
                     self.admin = await services.start(AdminServer(config.admin, self.operations).run)
                 LOGGER.info(
@@ -228,9 +241,17 @@ class Appliance:
                 await trio.sleep(BIND_RETRY)
 
     def _runtime_changed(self) -> None:
-        """Members or addresses changed at runtime: monitors and SNAT rotations follow."""
+        """Members or addresses changed at runtime: monitors and SNAT rotations follow; an HA master tells its peer."""
         self.monitors.sync()
         self.snat.configure(self.runtime.config)
+        if self.ha is not None:
+            self.ha.changed()
+
+    async def _peer_changes_applied(self) -> None:
+        """The HA master's runtime changes were taken: monitors and SNAT follow, and the state file keeps them."""
+        self.monitors.sync()
+        self.snat.configure(self.runtime.config)
+        await self.save_state()
 
     async def save_state(self) -> str | None:
         """Writes the runtime changes to the state file; None, or why it could not.
@@ -265,6 +286,7 @@ class Appliance:
             reload_ok=self._reload_ok,
             reload_at=self._reload_at,
             snat=self.snat.selectors,
+            ha_state=self.ha.election.state.value if self.ha is not None else "standalone",
         )
 
     def stop(self) -> None:
@@ -314,6 +336,8 @@ class Appliance:
             LOGGER.error("reload rejected: %s; keeping the running configuration", exc)
             return str(exc).splitlines()
         _log_not_yet_supported(config)
+        if config.ha != self.runtime.file_config.ha:
+            LOGGER.warning("reload: ha section changed; HA keeps its settings until a restart")
         if config.admin != self.runtime.file_config.admin:
             LOGGER.warning("reload: admin section changed; the admin API keeps its address and token until a restart")
         self.dispatcher.server_tls, self.upstreams.member_tls = server_tls, member_tls
@@ -327,6 +351,8 @@ class Appliance:
 
     async def _drain(self, connections: trio.Nursery) -> None:
         assert self.listeners is not None
+        if self.ha is not None:
+            self.ha.leave()  # priority 0 first: the peer takes over while we drain
         self.listeners.close_all()
         self.tracker.drain()
         grace = self.runtime.config.appliance.shutdown_grace

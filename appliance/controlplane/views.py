@@ -124,6 +124,7 @@ def status_json(
     listening: Callable[[str], bool],
     draining: Callable[[str], Iterable[MemberView]],
     snat: Mapping[str, SnatSelector] | None = None,
+    ha_view: Json | None = None,
 ) -> Json:
     config = snapshot.config
     ha = config.ha
@@ -133,9 +134,9 @@ def status_json(
         "time": round(wall(now), 3),
         "uptime": round(now - started, 3),
         "config": config.source,
-        "ha": {"state": "standalone", "priority": None, "peers": []}
-        if ha is None
-        else {"state": "standalone", "priority": ha.priority, "peers": [str(peer) for peer in ha.peers]},
+        "ha": ha_view
+        if ha_view is not None
+        else {"state": "standalone", "priority": None if ha is None else ha.priority, "peers": []},
         "virtual_servers": [virtual_server_json(vs, listening(vs.name)) for vs in config.virtual_servers.values()],
         "pools": [pool_json(pool, now, wall, draining(pool.name)) for pool in snapshot.pools.values()],
         "snat_pools": [

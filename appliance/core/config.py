@@ -107,7 +107,6 @@ from appliance.errors import ConfigError, ConfigIssue
 # `*` stands for one name, `[*]` for one list index. Delete a row when it lands.
 NOT_YET_SUPPORTED: tuple[tuple[str, tuple[object, ...] | None], ...] = (
     ("appliance.workers", (1,)),
-    ("ha", None),
 )
 
 # ---------------------------------------------------------------- limits (those of virtual servers: config_vs)

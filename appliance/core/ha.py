@@ -371,6 +371,8 @@ class Election:
             )
         if self._state is HaState.MASTER:
             return [self._advert(now)]  # a backup that now outranks this node learns it at once
+        if now >= self.master_down_at:  # BACKUP: a higher priority shortened the wait to before now
+            return self.on_timer(now)
         return []  # BACKUP: master_down_at follows the new skew by itself
 
     def shutdown(self, now: float) -> list[Action]:
