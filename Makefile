@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-all bench-picks bench-snat check lint clean
+.PHONY: run test bench bench-all bench-picks bench-snat bench-ha check lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench-picks: $(STAMP)
 
 bench-snat: $(STAMP)
 	$(BIN)/python -m bench.snat
+
+bench-ha: $(STAMP)
+	$(BIN)/python -m bench.ha_failover --handback
 
 clean:
 	rm -rf $(VENV) build *.egg-info
