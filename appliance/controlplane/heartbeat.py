@@ -114,10 +114,20 @@ class Heartbeat:
                 self.runtime.subscribers.remove(self._on_snapshot)
             self._sock.close()
 
-    def leave(self) -> None:
-        """Graceful shutdown: tells the peers at once (priority 0), so a backup takes over without waiting."""
-        if self._sock is not None and self.election.state is not ha.HaState.INIT:
-            self._execute(self.election.shutdown(trio.current_time()))
+    async def leave(self) -> None:
+        """Graceful shutdown: tells the peers at once (priority 0), so a backup takes over without waiting.
+
+        A master then runs its `backup` hooks (each bounded by ``HOOK_TIMEOUT``), so that
+        the VIP it added is released rather than left on two hosts.
+        """
+        if self._sock is None or self.election.state is ha.HaState.INIT:
+            return
+        was_master = self.election.state is ha.HaState.MASTER
+        self._execute(self.election.shutdown(trio.current_time()))
+        if was_master:
+            self.runtime.record("ha", "ha", f"ha {self.node} master -> stopping (shutdown: priority 0 sent)")
+            for argv in self.spec.hooks.backup:
+                await self._hook(list(argv), "backup", "shutdown")
 
     def changed(self) -> None:
         """Runtime changes were made here: a master sends them to its peers."""

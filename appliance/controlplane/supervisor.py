@@ -352,7 +352,7 @@ class Appliance:
     async def _drain(self, connections: trio.Nursery) -> None:
         assert self.listeners is not None
         if self.ha is not None:
-            self.ha.leave()  # priority 0 first: the peer takes over while we drain
+            await self.ha.leave()  # priority 0 first: the peer takes over while we drain
         self.listeners.close_all()
         self.tracker.drain()
         grace = self.runtime.config.appliance.shutdown_grace

@@ -118,6 +118,9 @@ ha:
   listen: 127.0.0.1:{udp[name]}
   peers: [127.0.0.1:{udp[peer]}]
   secret_file: {secret}
+  hooks:
+    master: [[sh, -c, 'echo "$APPLIANCE_STATE $APPLIANCE_VIPS" >> {tmp_path}/{name}.hooks']]
+    backup: [[sh, -c, 'echo "$APPLIANCE_STATE $APPLIANCE_REASON" >> {tmp_path}/{name}.hooks']]
 """)
         nodes.append(Node(name, conf, admin, tmp_path / name / "admin.token", tmp_path / f"{name}.log"))
     a, b = nodes
@@ -172,11 +175,14 @@ def test_sigstop_beyond_the_interval_then_sigcont_leaves_exactly_one_master(pair
     assert states == ["backup", "master"], states
 
 
-def test_a_graceful_stop_of_the_master_hands_over_at_once(pair) -> None:
+def test_a_graceful_stop_of_the_master_hands_over_at_once_and_runs_its_backup_hooks(pair) -> None:
     a, b, vip = pair
     a.stop(signal.SIGTERM)  # priority 0 first: the backup waits only its skew time
     wait_for(lambda: b.ha_state() == "master", timeout=2)
     wait_for(lambda: vip_answers(vip), timeout=2)
+    hooks = a.log.with_name("a.hooks").read_text().splitlines()
+    assert hooks[-2:] == ["master 127.0.0.1", "backup shutdown"]  # the VIP it added is released
+    assert b.log.with_name("b.hooks").read_text().splitlines()[-1] == "master 127.0.0.1"
 
 
 def test_an_admin_change_on_the_master_is_visible_on_the_backup(pair) -> None:
