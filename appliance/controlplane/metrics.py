@@ -46,6 +46,10 @@ Per virtual server, label ``virtual_server``:
 The process:
   appliance_build_info                     1, labels ``version``, ``node``
   appliance_ha_state                       ``state`` = standalone | init | backup | master | fault
+  appliance_ha_effective_priority          priority after tracked pools (HA only, as the three below)
+  appliance_ha_peer_state                  ``peer``, ``state``: 1 on the peer's state as last heard
+  appliance_ha_peer_last_advert_seconds    ``peer``: seconds since its last accepted advert
+  appliance_ha_rejected_total              ``kind``: heartbeat datagrams dropped (mac, replay, stale, ...)
   appliance_snat_addresses_in_use          SNAT source addresses with open connections
 Per SNAT source address, labels ``snat_pool``, ``address`` (``pool`` too where per LB pool):
   appliance_snat_current_connections       open upstream connections from it
@@ -66,6 +70,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -106,6 +111,8 @@ class MetricsInputs:
     reload_ok: bool | None = None  # the outcome of the last load or reload; None: omit both reload series
     reload_at: float | None = None  # when it happened, Unix seconds
     snat: Mapping[str, SnatSelector] = field(default_factory=dict)  # SNAT pool -> its selector
+    ha: Mapping[str, Any] | None = None  # the heartbeat's view (status.ha) when HA runs
+    now_wall: float | None = None  # Unix seconds now, for the time since a peer's last advert
 
 
 class ApplianceCollector:
@@ -258,6 +265,20 @@ def _snat(inputs: MetricsInputs) -> Iterator[Metric]:
     yield from (in_use, active, total, failures, exhausted, quarantined, refused)
 
 
+def _ha(view: Mapping[str, Any], now_wall: float) -> Iterator[Metric]:
+    yield GaugeMetricFamily(PREFIX + "ha_effective_priority", "Priority after tracked pools.", value=view["effective_priority"])
+    peer_state = _gauge("ha_peer_state", "A peer's HA state as last heard: 1 on it.", ["peer", "state"])
+    silent = _gauge("ha_peer_last_advert_seconds", "Seconds since a peer's last accepted advert.", ["peer"])
+    for peer in view["peers"]:
+        for state in HA_STATES[1:]:
+            peer_state.add_metric([peer["name"], state], 1 if peer["state"] == state else 0)
+        silent.add_metric([peer["name"]], max(0.0, now_wall - peer["last_advert"]))
+    rejected = _counter("ha_rejected_total", "Heartbeat datagrams dropped, by reason.", ["kind"])
+    for kind, count in view["rejected"].items():
+        rejected.add_metric([kind], count)
+    yield from (peer_state, silent, rejected)
+
+
 def _process(inputs: MetricsInputs) -> Iterator[Metric]:
     node = inputs.node if inputs.node is not None else inputs.snapshot.config.appliance.name
     info = InfoMetricFamily(PREFIX + "build", "Version of the appliance and name of this node.", labels=["version", "node"])
@@ -268,6 +289,8 @@ def _process(inputs: MetricsInputs) -> Iterator[Metric]:
     for state in states:
         ha.add_metric([state], 1 if state == inputs.ha_state else 0)
     yield ha
+    if inputs.ha is not None:
+        yield from _ha(inputs.ha, inputs.now_wall if inputs.now_wall is not None else 0.0)
     yield GaugeMetricFamily(PREFIX + "uptime_seconds", "Seconds since the appliance started.", value=max(0.0, inputs.now - inputs.started))
     if inputs.reload_ok is not None:
         yield GaugeMetricFamily(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections.abc import Mapping
 
 import trio
@@ -287,6 +288,8 @@ class Appliance:
             reload_at=self._reload_at,
             snat=self.snat.selectors,
             ha_state=self.ha.election.state.value if self.ha is not None else "standalone",
+            ha=self.ha.view() if self.ha is not None else None,
+            now_wall=time.time(),
         )
 
     def stop(self) -> None:

@@ -199,3 +199,20 @@ def test_an_admin_change_on_the_master_is_visible_on_the_backup(pair) -> None:
     assert member["admin_source"] == "peer lb-a"
     events = [e["message"] for e in b.api("/api/v1/events")["events"]]
     assert "runtime changes taken from the peer" in events
+
+
+def test_the_ha_state_is_visible_in_the_status_and_the_metrics(pair) -> None:
+    a, b, _ = pair
+    ha = b.api("/api/v1/status")["ha"]
+    assert (ha["state"], ha["priority"], ha["effective_priority"], ha["master"]) == ("backup", 100, 100, "lb-a")
+    (peer,) = ha["peers"]
+    assert (peer["name"], peer["state"], peer["priority"]) == ("lb-a", "master", 150)
+    assert time.time() - peer["last_advert"] < 1.0
+    assert [t["to"] for t in ha["transitions"]][-1] == "backup"
+    request = urllib.request.Request(f"http://127.0.0.1:{b.admin}/metrics")
+    request.add_header("Authorization", f"Bearer {b.token.read_text().strip()}")
+    with urllib.request.urlopen(request, timeout=2) as response:
+        metrics = response.read().decode()
+    assert 'appliance_ha_state{state="backup"} 1.0' in metrics
+    assert 'appliance_ha_peer_state{peer="lb-a",state="master"} 1.0' in metrics
+    assert "appliance_ha_effective_priority 100.0" in metrics
