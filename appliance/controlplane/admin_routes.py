@@ -69,7 +69,7 @@ class Route:
     request: str | None = None  # openapi.SCHEMAS name of the JSON object body; None: no body
     response: str | None = None  # openapi.SCHEMAS name of the success body; None: text
     produces: tuple[str, ...] = (JSON_TYPE,)
-    errors: tuple[int, ...] = ()  # statuses the operation itself may answer (404, 409, 422, 501)
+    errors: tuple[int, ...] = ()  # statuses the operation itself may answer (404, 409, 422)
     segments: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -157,7 +157,7 @@ def _address_routes(kind: str, label: str) -> tuple[Route, ...]:
             status=201,
             request="AddressBody",
             response="AddressChange",
-            errors=(404, 409, 422, 501),
+            errors=(404, 409, 422),
         ),
         Route(
             method="DELETE",
@@ -166,7 +166,7 @@ def _address_routes(kind: str, label: str) -> tuple[Route, ...]:
             summary=f"Remove an address from a {label}",
             handler=_remove_address(kind),
             response="AddressChange",
-            errors=(404, 409, 501),
+            errors=(404, 409),
         ),
     )
 

@@ -269,8 +269,7 @@ STATUS_TEXT: dict[int, str] = {
     409: "the object is immutable (`mutable: false`) or the change collides with what exists",
     413: "the body is over the size limit",
     422: "the body names a value the schema does not allow",
-    500: "the appliance failed; see its log",
-    501: "not supported by this release",
+    500: "the appliance failed (see its log), or a change runs but could not be written to the state file",
 }
 
 COMMON_ERRORS = (401, 500)  # any route

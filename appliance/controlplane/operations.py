@@ -44,12 +44,6 @@ class NotKept(OperationError):
     status = 500
 
 
-class NotSupported(OperationError):
-    """A route of SPEC §4 whose feature this release does not have yet (SNAT: issue 8)."""
-
-    status = 501
-
-
 Json = dict[str, Any]
 
 
@@ -72,7 +66,7 @@ class Operations(Protocol):
         """DELETE .../members/{member}: drains; the member as it was. Raises NotFound, Conflict."""
 
     async def add_address(self, kind: str, name: str, body: Mapping[str, Any]) -> Json:
-        """POST /api/v1/{snat_pools|address_sets}/{name}/addresses. Raises NotSupported until SNAT lands."""
+        """POST /api/v1/{snat_pools|address_sets}/{name}/addresses. Raises NotFound, Invalid, Conflict."""
 
     async def remove_address(self, kind: str, name: str, address: str) -> Json:
         """DELETE /api/v1/{snat_pools|address_sets}/{name}/addresses/{address}."""

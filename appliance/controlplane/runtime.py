@@ -291,7 +291,7 @@ class Runtime:
 
         Returns the object's addresses now. Raises KeyError (no such object), ValueError (already there).
         """
-        current = self.overrides.addresses_of(self.file_config, kind, name)
+        current = self._addresses(kind, name)
         if current is None:
             raise KeyError(name)
         if address in current:
@@ -308,7 +308,7 @@ class Runtime:
 
         Raises KeyError (no such object or address).
         """
-        current = self.overrides.addresses_of(self.file_config, kind, name)
+        current = self._addresses(kind, name)
         if current is None or address not in current:
             raise KeyError(address if current is not None else name)
         added = self.overrides.addresses_added.get((kind, name), [])
@@ -318,21 +318,22 @@ class Runtime:
             self.overrides.addresses_removed.setdefault((kind, name), set()).add(address)
         return self._addresses_changed(kind, name, f"address {address} removed (its connections finish)", source)
 
+    def _addresses(self, kind: str, name: str) -> tuple[str, ...] | None:
+        """A SNAT pool's or address set's addresses as running (None: no such object)."""
+        entry = (self.config.snat_pools if kind == "snat_pools" else self.config.address_sets).get(name)
+        return None if entry is None else entry.addresses
+
     def _addresses_changed(self, kind: str, name: str, what: str, source: str) -> tuple[str, ...]:
         self.config = self.overrides.effective(self.file_config)
         self._record("snat", source, f"{kind}.{name}: {what}")
         self._publish()
-        addresses = self.overrides.addresses_of(self.file_config, kind, name)
+        addresses = self._addresses(kind, name)
         assert addresses is not None
         return addresses
 
     def member_view(self, pool: str, member: str) -> MemberView:
-        view = self.snapshot.pools[pool].by_name.get(member)
-        if view is None:  # not yet published: build it from the live state
-            config = self.config.pools[pool]
-            slot = next(i for i, m in enumerate(config.members) if m.name == member)
-            view = self._view(config, slot, config.members[slot])
-        return view
+        """The member as the current snapshot shows it (every change publishes before it answers)."""
+        return self.snapshot.pools[pool].by_name[member]
 
     def draining(self, pool: str) -> list[MemberView]:
         """Members removed at runtime that still have connections open (gone once idle)."""

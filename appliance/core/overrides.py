@@ -61,12 +61,6 @@ class Overrides:
         kept = tuple(a for a in addresses if a not in removed)
         return kept + tuple(a for a in self.addresses_added.get((kind, name), []) if a not in kept)
 
-    def addresses_of(self, config: Config, kind: str, name: str) -> tuple[str, ...] | None:
-        """The effective addresses of a SNAT pool or address set (None: no such object)."""
-        table = getattr(self._effective_addresses(config), kind)
-        entry = table.get(name)
-        return None if entry is None else tuple(entry.addresses)
-
     def superseded_by(self, old: Config, new: Config) -> list[str]:
         """Drops what a reloaded file decides anew; one message per change dropped.
 

@@ -25,7 +25,7 @@ import trio
 from appliance.controlplane import admin, views
 from appliance.controlplane.admin import ROUTES, AdminServer, load_or_create_token
 from appliance.controlplane.openapi import SCHEMAS, path_parameters
-from appliance.controlplane.operations import Conflict, Invalid, NotFound, NotSupported, OperationError
+from appliance.controlplane.operations import Conflict, Invalid, NotFound, NotKept, OperationError
 from appliance.core.model import AdminSpec
 from appliance.errors import StartError
 
@@ -402,7 +402,7 @@ async def test_a_head_over_16k_is_431(tmp_path: Path) -> None:
         (NotFound("no member web/x"), 404),
         (Conflict("pool web is not mutable"), 409),
         (Invalid("state: expected one of enabled, disabled, forced_offline, got 'up'"), 422),
-        (NotSupported("SNAT changes come in a later release"), 501),
+        (NotKept("the change is running but will not survive a restart: disk full"), 500),
         (OperationError("bad"), 400),
     ],
 )
