@@ -125,32 +125,26 @@ class Runtime:
 
         Returns what was dropped because it names pools or members the config no longer has.
         """
-        stale = overrides.superseded_by(self.file_config, self.file_config)
-        for key, (state, _) in overrides.admin.items():
-            overrides.admin[key] = (state, source)
-        self.overrides = overrides
-        self.config = overrides.effective(self.file_config)
-        self._adopt(self.config, source=source, at_start=True)
-        for pool, members in overrides.added.items():
-            for name in members:
-                self._members[(pool, name)].admin_source = source
-        self._publish()
-        return stale
+        return self._take_overrides(overrides, source, at_start=True)
 
     def adopt_overrides(self, overrides: Overrides, source: str) -> None:
         """Takes the runtime changes a peer sent (HA state sync): they replace ours, as the master's are the truth."""
-        overrides.superseded_by(self.file_config, self.file_config)  # what names pools or members we do not have
+        self._take_overrides(overrides, source, at_start=False)
+        self._record("sync", source, "runtime changes taken from the peer")
+
+    def _take_overrides(self, overrides: Overrides, source: str, *, at_start: bool) -> list[str]:
+        """Runs `overrides` in place of ours, every change credited to `source`; returns what was stale."""
+        stale = overrides.drop_stale(self.file_config)
         for key, (state, _) in overrides.admin.items():
             overrides.admin[key] = (state, source)
-        before = {key: state.admin_state for key, state in self._members.items()}
+        before = set(self._members)
         self.overrides = overrides
         self.config = overrides.effective(self.file_config)
-        self._adopt(self.config, source=source)
-        for key, member in self._members.items():
-            if key not in before:
-                member.admin_source = source
-        self._record("sync", source, "runtime changes taken from the peer")
+        self._adopt(self.config, source=source, at_start=at_start)
+        for key in self._members.keys() - before:  # the added members
+            self._members[key].admin_source = source
         self._publish()
+        return stale
 
     def set_admin_state(self, pool: str, member: str, state: AdminState, source: str) -> MemberView:
         """An operator's admin state for one member (enabled, disabled, forced_offline).

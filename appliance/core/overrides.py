@@ -61,6 +61,10 @@ class Overrides:
         kept = tuple(a for a in addresses if a not in removed)
         return kept + tuple(a for a in self.addresses_added.get((kind, name), []) if a not in kept)
 
+    def drop_stale(self, config: Config) -> list[str]:
+        """Drops what names pools, members or addresses `config` does not have; one message each."""
+        return self.superseded_by(config, config)
+
     def superseded_by(self, old: Config, new: Config) -> list[str]:
         """Drops what a reloaded file decides anew; one message per change dropped.
 
