@@ -29,6 +29,7 @@ from typing import Any
 
 import trio
 
+from appliance.controlplane.keys import ha_secret
 from appliance.controlplane.runtime import Runtime
 from appliance.core import advert as wire
 from appliance.core import ha
@@ -64,7 +65,7 @@ class Heartbeat:
         self._vips = vips
         self._synced = synced  # after a peer's changes are applied: save, reconfigure
         self._parse_member = parse_member
-        self.key = _key(spec.secret_file)
+        self.key = wire.derive_key(ha_secret(spec.secret_file))
         self.election = ha.Election(
             node=self.node,
             priority=spec.priority,
@@ -321,18 +322,6 @@ class Heartbeat:
             ],
             "rejected": {kind: count for kind, count in self.rejects.by_kind().items()},
         }
-
-
-def _key(path: str) -> bytes:
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(4096)
-    except OSError as exc:
-        raise StartError(f"ha.secret_file {path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return wire.derive_key(wire.check_secret(data))
-    except ValueError as exc:
-        raise StartError(f"ha.secret_file {path}: {exc}") from None
 
 
 def _bind(listen: Endpoint) -> socket.socket:

@@ -14,6 +14,7 @@ import hmac
 import os
 import secrets
 
+from appliance.core.advert import check_secret
 from appliance.core.model import Config
 from appliance.core.persistence import needs_key
 from appliance.errors import StartError
@@ -32,10 +33,7 @@ def persistence_key(config: Config) -> bytes | None:
     if not needs_key(config.virtual_servers):
         return None
     if config.ha is not None:
-        secret = _read(config.ha.secret_file, "ha.secret_file", hint="; make one with: head -c 32 /dev/urandom | base64 > FILE")
-        if len(secret.strip()) < 16:
-            raise StartError(f"ha.secret_file {config.ha.secret_file}: too short to sign cookies (16 bytes at least)")
-        return hmac.digest(secret.strip(), _HA_LABEL, hashlib.sha256)
+        return hmac.digest(ha_secret(config.ha.secret_file), _HA_LABEL, hashlib.sha256)
     path = os.path.join(os.path.dirname(config.appliance.state_file) or ".", KEY_FILE)
     if not os.path.exists(path):
         _create(path)
@@ -47,6 +45,19 @@ def persistence_key(config: Config) -> bytes | None:
     if len(key) < 16:
         raise StartError(f"persistence key {path}: not a hex key of at least 16 bytes; delete it to have a new one made")
     return key
+
+
+def ha_secret(path: str) -> bytes:
+    """The HA peers' shared secret (heartbeat MAC and cookie key are derived from it under their own labels).
+
+    Raises:
+        StartError: the file cannot be read, or the secret is empty, short or too regular (``advert.check_secret``).
+    """
+    data = _read(path, "ha.secret_file", hint="; make one with: head -c 32 /dev/urandom | base64 > FILE")
+    try:
+        return check_secret(data)
+    except ValueError as exc:
+        raise StartError(f"ha.secret_file {path}: {exc}") from None
 
 
 def _read(path: str, what: str, hint: str = "") -> bytes:
