@@ -49,6 +49,7 @@ class ApplianceOperations:
         changed: Callable[[], None],
         listening: Callable[[str], bool],
         metrics: Callable[[str], tuple[bytes, str]],
+        started: float,
         snat: Callable[[], Mapping[str, SnatSelector]] = dict,
         ha: Callable[[], Json | None] = lambda: None,
     ) -> None:
@@ -60,7 +61,7 @@ class ApplianceOperations:
         self._metrics = metrics
         self._snat = snat
         self._ha = ha
-        self._started = trio.current_time()
+        self._started = started  # the appliance's start (trio clock): uptime
 
     # ------------------------------------------------------------ reads
 

@@ -169,6 +169,7 @@ class Appliance:
                         changed=self._runtime_changed,
                         listening=lambda vs: self.listeners is not None and self.listeners.open_for(vs) > 0,
                         metrics=self._metrics,
+                        started=self.started,
                         snat=lambda: self.snat.selectors,
                         ha=lambda: self.ha.view() if self.ha is not None else None,
                     )
