@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from appliance.core.config import parse_member
-from appliance.core.model import Config, Member
+from appliance.core.model import Config, Member, Pool, SnatPool
 from appliance.core.overrides import Overrides, from_json
 from appliance.errors import ConfigError
 
@@ -38,25 +39,24 @@ def load(path: str, config: Config) -> Overrides:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         LOGGER.error("state file %s ignored: %s; starting from the configuration", path, exc)
         return Overrides()
-    owned = {name for name, pool in config.pools.items() if (pool.static or not pool.mutable) and overrides.for_pool(name)}
-    for name in sorted(owned):
-        why = "static" if config.pools[name].static else "not mutable"
-        LOGGER.warning(
-            "state file: pool %s is %s: its %d runtime change(s) are not re-applied (the config re-seeds it)",
-            name,
-            why,
-            overrides.for_pool(name),
-        )
-    snat_owned = {
-        name for name, pool in config.snat_pools.items() if (pool.static or not pool.mutable) and overrides.for_snat("snat_pools", name)
-    }
-    for name in sorted(snat_owned):
-        LOGGER.warning(
-            "state file: SNAT pool %s is static or not mutable: its %d runtime change(s) are not re-applied",
-            name,
-            overrides.for_snat("snat_pools", name),
-        )
-    return overrides.without_pools(owned, snat_owned) if owned or snat_owned else overrides
+    pools = _reseeded("pool", config.pools, overrides.for_pool)
+    snat_pools = _reseeded("SNAT pool", config.snat_pools, lambda name: overrides.for_snat("snat_pools", name))
+    return overrides.without_pools(pools, snat_pools)
+
+
+def _reseeded(kind: str, table: Mapping[str, Pool | SnatPool], changes: Callable[[str], int]) -> set[str]:
+    """The objects the config re-seeds (static, or not mutable) that the file has changes for; each one logged."""
+    names = set()
+    for name, entry in table.items():
+        count = changes(name)
+        if count and (entry.static or not entry.mutable):
+            why = "static" if entry.static else "not mutable"
+            LOGGER.warning(
+                "state file: %s %s is %s: its %d runtime change(s) are not re-applied (the config re-seeds it)",
+                kind, name, why, count,
+            )  # fmt: skip
+            names.add(name)
+    return names
 
 
 def save_json(path: str, overrides: dict[str, Any], node: str) -> None:

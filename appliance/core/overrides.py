@@ -130,7 +130,7 @@ class Overrides:
     def for_snat(self, kind: str, name: str) -> int:
         return len(self.addresses_added.get((kind, name), [])) + len(self.addresses_removed.get((kind, name), set()))
 
-    def without_pools(self, pools: set[str], snat_pools: frozenset[str] | set[str] = frozenset()) -> Overrides:
+    def without_pools(self, pools: set[str], snat_pools: set[str]) -> Overrides:
         """A copy without the changes to `pools` and `snat_pools` (the static ones, at start)."""
         return Overrides(
             admin={key: value for key, value in self.admin.items() if key[0] not in pools},
