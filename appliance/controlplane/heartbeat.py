@@ -33,7 +33,7 @@ from appliance.controlplane.keys import ha_secret
 from appliance.controlplane.runtime import Runtime
 from appliance.core import advert as wire
 from appliance.core import ha
-from appliance.core.model import Config, Endpoint
+from appliance.core.model import Config, Endpoint, Member
 from appliance.core.overrides import from_json
 from appliance.errors import StartError
 
@@ -54,7 +54,7 @@ class Heartbeat:
         set_master: Callable[[bool], Awaitable[None]],
         vips: Callable[[], list[str]],
         synced: Callable[[], Awaitable[None]],
-        parse_member: Callable[[Any], Any],
+        parse_member: Callable[[Any], Member],
     ) -> None:
         spec = config.ha
         assert spec is not None

@@ -13,7 +13,7 @@ changes (checked by the operations layer).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,7 +198,7 @@ def _address_key(row: Mapping[str, Any]) -> tuple[str, str]:
     return kind, str(row["name"])
 
 
-def from_json(data: Mapping[str, Any], parse_member: Any) -> Overrides:
+def from_json(data: Mapping[str, Any], parse_member: Callable[[Any], Member]) -> Overrides:
     """Reads the state file's JSON; `parse_member(dict) -> Member` validates added members.
 
     Raises:
