@@ -33,9 +33,11 @@ from appliance.controlplane.keys import ha_secret
 from appliance.controlplane.runtime import Runtime
 from appliance.core import advert as wire
 from appliance.core import ha
-from appliance.core.model import Config, Endpoint, Member
+from appliance.core.config import parse_member
+from appliance.core.model import Config, Endpoint
+from appliance.core.snapshot import Snapshot
 from appliance.core.overrides import from_json
-from appliance.errors import StartError
+from appliance.errors import ConfigError, StartError
 
 LOGGER = logging.getLogger("appliance.ha")
 
@@ -54,7 +56,6 @@ class Heartbeat:
         set_master: Callable[[bool], Awaitable[None]],
         vips: Callable[[], list[str]],
         synced: Callable[[], Awaitable[None]],
-        parse_member: Callable[[Any], Member],
     ) -> None:
         spec = config.ha
         assert spec is not None
@@ -64,7 +65,6 @@ class Heartbeat:
         self._set_master = set_master
         self._vips = vips
         self._synced = synced  # after a peer's changes are applied: save, reconfigure
-        self._parse_member = parse_member
         self.key = wire.derive_key(ha_secret(spec.secret_file))
         self.election = ha.Election(
             node=self.node,
@@ -241,8 +241,8 @@ class Heartbeat:
         if last is not None and last[0] == message.epoch and message.generation <= last[1]:
             return  # already applied (a re-send)
         try:
-            overrides = from_json(json.loads(message.payload), self._parse_member)
-        except (ValueError, TypeError) as exc:
+            overrides = from_json(json.loads(message.payload), parse_member)
+        except (ValueError, TypeError, ConfigError) as exc:
             LOGGER.error("ha: runtime changes from %s ignored: %s", message.node, exc)
             return
         self._applied[message.node] = (message.epoch, message.generation)
@@ -254,10 +254,10 @@ class Heartbeat:
 
     # ------------------------------------------------------------ tracked pools
 
-    def _on_snapshot(self, snapshot: Any) -> None:
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
         self._track(snapshot, trio.current_time(), execute=True)
 
-    def _track(self, snapshot: Any, now: float, *, execute: bool) -> None:
+    def _track(self, snapshot: Snapshot, now: float, *, execute: bool) -> None:
         for pool, was in self._tracked.items():
             view = snapshot.pools.get(pool)
             available = view is not None and any(m.available for m in view.members)

@@ -29,7 +29,7 @@ from appliance.controlplane.keys import persistence_key
 from appliance.controlplane.metrics import Metrics, MetricsInputs
 from appliance.controlplane.monitors import MonitorSupervisor
 from appliance.controlplane.runtime import Runtime
-from appliance.core.config import load_config, parse_member
+from appliance.core.config import load_config
 from appliance.core.health import Health
 from appliance.core.model import AdminState, Config, Endpoint
 from appliance.core.overrides import Overrides
@@ -158,7 +158,6 @@ class Appliance:
                         set_master=self.set_master,
                         vips=lambda: vip_addresses(self.runtime.file_config, governed(self.runtime.file_config)),
                         synced=self._peer_changes_applied,
-                        parse_member=parse_member,
                     )
                     await services.start(self.ha.run)
                 if config.admin.enabled:
