@@ -13,6 +13,7 @@ from textual.coordinate import Coordinate
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
+from tui import format as fmt
 from tui.format import Cell, Column
 
 
@@ -152,17 +153,9 @@ class HelpScreen(ModalScreen[None]):
             text.append(f"  {key:<15}", style="bold cyan")
             text.append(f"{what}\n")
         text.append("\nHealth: ", style="bold")
-        text.append("up", style="bold green")
-        text.append(" · ")
-        text.append("down", style="bold red")
-        text.append(" · ")
-        text.append("unknown", style="yellow")
-        text.append(" · ")
-        text.append("unchecked", style="dim")
-        text.append("    Admin: enabled · ")
-        text.append("disabled", style="yellow")
-        text.append(" · ")
-        text.append("forced_offline", style="bold red")
+        _legend(text, fmt.HEALTH_STYLE)
+        text.append("    Admin: ", style="bold")
+        _legend(text, fmt.ADMIN_STYLE)
         text.append("  (source in brackets)\n")
         text.append("SNAT: ", style="bold")
         text.append("usable", style="green")
@@ -178,3 +171,10 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def _legend(text: Text, styles: dict[str, str]) -> None:
+    """Each state in the style the tables show it in, separated by dots."""
+    for i, (state, style) in enumerate(styles.items()):
+        text.append(" · " if i else "")
+        text.append(state, style=style)
