@@ -33,6 +33,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from appliance import humanize
 from appliance.client import (
     DEFAULT_ADMIN,
     DEFAULT_CONFIG,
@@ -193,16 +194,7 @@ def _colour(stream: TextIO) -> bool:
 
 def duration(seconds: float | None) -> str:
     """5s, 3m12s, 2h04m, 3d04h; "-" when unknown."""
-    if seconds is None:
-        return "-"
-    total = max(0, int(seconds))
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{total // 60}m{total % 60:02d}s"
-    if total < 86400:
-        return f"{total // 3600}h{total % 3600 // 60:02d}m"
-    return f"{total // 86400}d{total % 86400 // 3600:02d}h"
+    return "-" if seconds is None else humanize.duration(seconds)
 
 
 def latency(seconds: float | None) -> str:

@@ -34,6 +34,7 @@ from textual.containers import Vertical
 from textual.timer import Timer
 from textual.widgets import Footer, Input, RichLog, Static
 
+from appliance.humanize import duration
 from tui import format as fmt
 from tui.client import AdminApi, ApiError, Unreachable, classify
 from tui.widgets import ConfirmScreen, FilterInput, HelpScreen, KeyedTable
@@ -275,7 +276,7 @@ class ApplianceApp(App[None]):
             text.append(fmt.ha_text(ha), style=fmt.HA_STYLE.get(str(ha.get("state")), "yellow"))
         uptime = _number(status.get("uptime"))
         if uptime is not None:
-            text.append(f"  up {fmt.duration(uptime)}")
+            text.append(f"  up {duration(uptime)}")
         text.append("  ")
         if self.connected:
             text.append(" ● live ", style="bold green")

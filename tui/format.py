@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from appliance.humanize import duration
+
 Json = dict[str, Any]
 Cell = tuple[str, str]  # text, Rich style
 Justify = Literal["left", "right"]
@@ -67,18 +69,6 @@ VS_COLUMNS = (
 )
 
 DASH: Cell = ("-", "dim")
-
-
-def duration(seconds: float) -> str:
-    """A compact age: 42s, 12m05s, 3h07m, 2d04h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def latency(seconds: float) -> str:
