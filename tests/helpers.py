@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import socket
+import subprocess
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -185,6 +187,18 @@ async def read_response(conn: h11.Connection, stream: trio.abc.Stream) -> tuple[
                 return status, headers, body
             else:
                 raise AssertionError(f"connection ended before the response did: {event}")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    """Stops a process this test started, by PID: `sig`, then SIGKILL if it is not gone within 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from appliance.ctl import UNREACHABLE_HINT
-from helpers import free_port
+from helpers import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 APPLIANCE = [sys.executable, "-m", "appliance"]
@@ -104,13 +104,7 @@ def start(conf: Path, admin: str, token_file: Path, ports: list[int], vs_port: i
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    stop_process(process)
 
 
 @pytest.fixture

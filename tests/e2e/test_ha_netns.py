@@ -62,6 +62,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 IFACE = "eth0"
 VIP = "10.123.0.100"
@@ -164,15 +166,7 @@ class Node:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Signals our own process (`ip netns exec` execs python: the PID is the appliance's)."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(self.process, sig)
 
     def ha_state(self) -> str | None:
         try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port
+from helpers import free_port, stop_process
 
 APPLIANCE = [sys.executable, "-m", "appliance"]
 INTERVAL = 0.2
@@ -43,15 +43,7 @@ class Node:
         self.process = subprocess.Popen([*APPLIANCE, "run", "-c", str(self.conf)], stderr=self.log.open("ab"))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(self.process, sig)
 
     def api(self, path: str, method: str = "GET", body: object = None) -> dict:
         data = None if body is None else json.dumps(body).encode()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import stop_process
 from tui_fakes import cell_text, notifications, row_keys, snat_keys, snat_text, wait_for
 
 from tui.app import ApplianceApp, make_app
@@ -81,14 +82,7 @@ class Appliance:
             return True
 
     def stop(self) -> None:
-        process = self.process
-        if process is not None and process.poll() is None:
-            process.terminate()  # by PID: only the process this test started
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(self.process)  # by PID: only the process this test started
 
     def member(self, pool: str, name: str) -> dict[str, Any]:
         """The member as the API has it now, asked directly (not through the TUI)."""
